@@ -1,0 +1,70 @@
+//! The `bluelight` command: one binary for every service and tool of the backbone.
+//!
+//! This file only parses the command line, installs logging and dispatches; each subcommand's
+//! wiring lives in its own module (`topics.rs`, ...) and the work itself in the library crates.
+#![allow(clippy::print_stdout)] // a CLI's output is its interface
+
+mod topics;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// bluelight: a governed, observable Kafka backbone for sharing incident and case data between
+/// police, fire, ambulance, prosecutors and victim services.
+///
+/// Every service takes its settings from flags or the matching BLUELIGHT_* environment variables;
+/// `bluelight <command> --help` explains each one. The local stack (`deploy/local/up`) starts them all.
+#[derive(Debug, Parser)]
+#[command(
+    name = "bluelight",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+struct Cli {
+    /// Log filter, e.g. `info`, `debug` or `bluelight_topics=debug,rdkafka=warn`.
+    #[arg(long, global = true, env = "BLUELIGHT_LOG", default_value = "info")]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check, create and inspect the topics in the catalogue (topics/topics.toml).
+    Topics(topics::TopicsCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Topics(cmd) => cmd.run().await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
