@@ -16,6 +16,7 @@ pub mod client;
 mod error;
 pub mod naming;
 pub mod provision;
+pub mod testing;
 
 pub use catalogue::{Catalogue, CleanupPolicy, Retention, TopicSpec};
 pub use client::KafkaArgs;

@@ -1,0 +1,147 @@
+# shellcheck shell=bash
+# Shared by deploy/local/up and deploy/local/test: prerequisites, assembling the Apache Kafka broker
+# from Maven Central, starting and stopping processes by id. Source it; do not run it.
+
+BL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BL_STATE=${BLUELIGHT_STATE_DIR:-$BL_ROOT/.local}
+BL_KAFKA_VERSION=${BLUELIGHT_KAFKA_VERSION:-$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$BL_ROOT/deploy/local/kafka/pom.xml")}
+BL_MIN_RUST=1.88
+
+if [ -t 2 ]; then BL_B=$'\033[1m' BL_R=$'\033[1;31m' BL_0=$'\033[0m'; else BL_B= BL_R= BL_0=; fi
+bl_say() { printf '%s[bluelight]%s %s\n' "$BL_B" "$BL_0" "$*" >&2; }
+bl_die() { printf '%s[bluelight] error:%s %s\n' "$BL_R" "$BL_0" "$*" >&2; exit 1; }
+
+# Installs what a fresh Debian/Ubuntu machine lacks (as root, through apt), or says what to install.
+bl_prerequisites() {
+  local missing=() pkgs=()
+  command -v java >/dev/null || { missing+=(java); pkgs+=(openjdk-17-jdk-headless); }
+  command -v mvn >/dev/null || { missing+=(mvn); pkgs+=(maven); }
+  command -v cc >/dev/null || { missing+=(cc); pkgs+=(build-essential); }
+  command -v make >/dev/null || { missing+=(make); pkgs+=(make); }
+  command -v perl >/dev/null || { missing+=(perl); pkgs+=(perl); }
+  command -v pkg-config >/dev/null || { missing+=(pkg-config); pkgs+=(pkg-config); }
+  command -v python3 >/dev/null || { missing+=(python3); pkgs+=(python3 python3-venv); }
+  command -v ss >/dev/null || { missing+=(ss); pkgs+=(iproute2); }
+  [ -f /usr/include/openssl/ssl.h ] || { missing+=(openssl-headers); pkgs+=(libssl-dev); }
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      bl_say "installing ${missing[*]} (apt: ${pkgs[*]})"
+      DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >&2 \
+        || bl_die "apt-get could not install ${pkgs[*]}"
+    else
+      bl_die "missing ${missing[*]}; install the Debian packages ${pkgs[*]} (or your system's equivalents)"
+    fi
+  fi
+  local java_major
+  java_major=$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')
+  [ "${java_major:-0}" -ge 17 ] 2>/dev/null || bl_die "Apache Kafka 4.x needs Java 17 or newer; java here is ${java_major:-unknown}"
+  command -v cargo >/dev/null || bl_die "Rust is missing: install it with rustup (https://rustup.rs), version $BL_MIN_RUST or newer"
+  local rust
+  rust=$(rustc --version | awk '{print $2}')
+  printf '%s\n%s\n' "$BL_MIN_RUST" "${rust%%-*}" | sort -V -C || bl_die "Rust $rust is older than $BL_MIN_RUST; run rustup update"
+}
+
+# Puts the broker's jars in $BL_KAFKA_LIBS (Maven downloads them once into ~/.m2).
+bl_assemble_kafka() {
+  # Jars live apart from broker state, so a throwaway state dir (tests) reuses them.
+  BL_KAFKA_HOME="${BLUELIGHT_KAFKA_CACHE:-$BL_ROOT/.local/kafka}/$BL_KAFKA_VERSION"
+  BL_KAFKA_LIBS="$BL_KAFKA_HOME/libs"
+  [ -f "$BL_KAFKA_HOME/.assembled" ] && return 0
+  bl_say "assembling Apache Kafka $BL_KAFKA_VERSION from Maven Central (first run only)"
+  rm -rf "$BL_KAFKA_HOME"
+  mkdir -p "$BL_KAFKA_LIBS"
+  mvn -B -q -Dstyle.color=never -f "$BL_ROOT/deploy/local/kafka/pom.xml" \
+      -Dkafka.version="$BL_KAFKA_VERSION" \
+      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$BL_KAFKA_LIBS" >&2 \
+    || bl_die "Maven could not fetch Apache Kafka $BL_KAFKA_VERSION (see above); is Maven Central reachable?"
+  [ -f "$BL_KAFKA_LIBS/kafka_2.13-$BL_KAFKA_VERSION.jar" ] || bl_die "kafka_2.13-$BL_KAFKA_VERSION.jar is missing after assembly"
+  touch "$BL_KAFKA_HOME/.assembled"
+}
+
+# bl_kafka_cmd LOGDIR ARGS...: sets BL_CMD to a java command line on the broker's classpath.
+bl_kafka_cmd() {
+  local logs=$1; shift
+  BL_CMD=(java -Xms128m "-Xmx${BLUELIGHT_BROKER_HEAP:-768m}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+    -Djava.awt.headless=true
+    "-Dlog4j2.configurationFile=$BL_ROOT/deploy/local/kafka/log4j2.properties" "-Dkafka.logs.dir=$logs"
+    -cp "$BL_KAFKA_LIBS/*" "$@")
+}
+
+# A free TCP port on the loopback interface.
+bl_free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+bl_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# bl_start_broker DIR PORT CONTROLLER_PORT: formats DIR once (data survives restarts), starts a
+# single KRaft node (broker and controller in one process) in its own process group, waits until it
+# accepts connections, and sets BL_BROKER_PID.
+bl_start_broker() {
+  local dir=$1 port=$2 cport=$3
+  mkdir -p "$dir/data" "$dir/logs"
+  bl_port_open "$port" && bl_die "port $port is taken (another broker, or an earlier 'up' still running?); set BLUELIGHT_BROKER_PORT"
+  bl_port_open "$cport" && bl_die "port $cport is taken; set BLUELIGHT_CONTROLLER_PORT"
+  cat > "$dir/server.properties" <<PROPS
+# Written by deploy/local/lib.sh; a single KRaft node: broker and controller in one process.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=1
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=6
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=6
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+log.cleaner.backoff.ms=1000
+PROPS
+  if [ ! -f "$dir/data/meta.properties" ]; then
+    local cluster_id
+    bl_kafka_cmd "$dir/logs" kafka.tools.StorageTool random-uuid
+    cluster_id=$("${BL_CMD[@]}" 2>/dev/null | tail -n 1)
+    bl_kafka_cmd "$dir/logs" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties"
+    "${BL_CMD[@]}" >"$dir/logs/format.log" 2>&1 \
+      || { cat "$dir/logs/format.log" >&2; bl_die "could not format broker storage in $dir/data"; }
+  fi
+  # Its own process group, so stopping it stops everything it started, and a Ctrl-C meant for the
+  # script reaches the broker only through bl_stop, in order.
+  bl_kafka_cmd "$dir/logs" kafka.Kafka "$dir/server.properties"
+  setsid "${BL_CMD[@]}" >"$dir/logs/stdout.log" 2>&1 </dev/null &
+  BL_BROKER_PID=$!
+  echo "$BL_BROKER_PID" > "$dir/broker.pid"
+  local waited=0
+  until bl_port_open "$port"; do
+    if ! kill -0 "$BL_BROKER_PID" 2>/dev/null; then
+      tail -n 30 "$dir/logs/server.log" "$dir/logs/stdout.log" >&2 2>/dev/null
+      bl_die "the broker exited during start-up (logs in $dir/logs)"
+    fi
+    [ $waited -ge 120 ] && bl_die "the broker did not open port $port within 60 s (logs in $dir/logs)"
+    sleep 0.5; waited=$((waited + 1))
+  done
+}
+
+# bl_stop PID NAME: asks a process group to stop, then forces it after 30 s.
+bl_stop() {
+  local pid=$1 name=$2 i
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
+  for i in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  if kill -0 "$pid" 2>/dev/null; then
+    bl_say "$name (pid $pid) did not stop in 30 s; killing it"
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
+  fi
+  wait "$pid" 2>/dev/null || true
+}
