@@ -245,10 +245,10 @@ fn up_applies_the_catalogue_keeps_data_across_a_broker_crash_and_cleans_up_on_ct
     let mut found = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while found.len() < 10 && Instant::now() < deadline {
-        if let Some(Ok(msg)) = consumer.poll(Duration::from_millis(500)) {
-            if msg.key() == Some(marker.as_bytes()) {
-                found.push(String::from_utf8_lossy(msg.payload().unwrap_or_default()).into_owned());
-            }
+        if let Some(Ok(msg)) = consumer.poll(Duration::from_millis(500))
+            && msg.key() == Some(marker.as_bytes())
+        {
+            found.push(String::from_utf8_lossy(msg.payload().unwrap_or_default()).into_owned());
         }
     }
     let want: Vec<String> = (0..10).map(|i| format!("{marker}-{i}")).collect();

@@ -104,7 +104,7 @@ async fn apply_creates_missing_topics_and_a_second_run_changes_nothing() {
     assert_eq!(observed.configs["cleanup.policy"], "compact");
     assert_eq!(observed.configs["retention.ms"], "-1");
     assert!(
-        second.to_string().contains(&format!("{state}")),
+        second.to_string().contains(&state.to_string()),
         "table lists the topic"
     );
 }
