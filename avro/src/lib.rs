@@ -1,7 +1,19 @@
 //! The canonical standard every bluelight topic speaks.
 //!
-//! This crate will hold the POLE-based Avro schemas (`avro/schemas/*.avsc`), the typed Rust records
-//! generated from them, the Confluent wire-format codec and the embedded Confluent-compatible schema
-//! registry. It depends on nothing else in the workspace, so any service (or an outside tool) can
-//! speak the standard without pulling in Kafka plumbing. The schemas arrive with the canonical-standard
-//! issue; until then the crate is deliberately empty.
+//! - [`records`]: the typed Rust records of the canonical POLE-based standard (envelope, incident,
+//!   case, victim, victim update, disclosure, retraction). They are the source of truth: the
+//!   `avro/schemas/*.avsc` files are generated from them (`bluelight schemas export`) and a test keeps
+//!   the two identical, field for field.
+//! - [`schemas`]: which schema belongs to which topic and registry subject, parsed once.
+//! - [`codec`]: the Confluent wire format (magic byte, schema id, Avro binary) with schemas resolved
+//!   once per id and cached without a lock on the hot path; malformed payloads are typed errors.
+//! - [`registry`]: the embedded Confluent-compatible schema registry (`bluelight registry`), storing
+//!   schemas in the compacted `_schemas` topic.
+//!
+//! Nothing here knows about the other bluelight crates; Kafka settings arrive as an
+//! `rdkafka::ClientConfig` from whoever starts the registry.
+
+mod error;
+pub mod registry;
+
+pub use error::{Error, ErrorDomain, Result};

@@ -1,0 +1,1 @@
+//! The embedded Confluent-compatible schema registry. (Being built.)
