@@ -27,12 +27,17 @@ pub enum Error {
     /// A schema text that does not parse as Avro.
     #[error("invalid Avro schema: {0}")]
     InvalidSchema(String),
+
+    /// Reading or writing a local file (schema export).
+    #[error("{0}")]
+    Io(String),
 }
 
 impl Error {
     pub fn domain(&self) -> ErrorDomain {
         match self {
             Error::InvalidSchema(_) => ErrorDomain::User,
+            Error::Io(_) => ErrorDomain::External,
         }
     }
 

@@ -14,6 +14,8 @@
 //! `rdkafka::ClientConfig` from whoever starts the registry.
 
 mod error;
+pub mod records;
 pub mod registry;
+pub mod schemas;
 
 pub use error::{Error, ErrorDomain, Result};
