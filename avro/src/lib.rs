@@ -13,9 +13,11 @@
 //! Nothing here knows about the other bluelight crates; Kafka settings arrive as an
 //! `rdkafka::ClientConfig` from whoever starts the registry.
 
+pub mod codec;
 mod error;
 pub mod records;
 pub mod registry;
 pub mod schemas;
 
+pub use codec::Codec;
 pub use error::{Error, ErrorDomain, Result};

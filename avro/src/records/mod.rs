@@ -1,10 +1,12 @@
 //! The typed records of the canonical standard. Each top-level record is one topic's value; the
 //! `.avsc` files in `avro/schemas/` are generated from these types and checked against them.
 
+mod build;
 mod case;
 mod common;
 mod incident;
 mod outputs;
+pub mod samples;
 mod victim;
 
 pub use case::{Bail, CaseEvent, CaseVictim, Hearing, Offence, Officer};
@@ -34,6 +36,8 @@ pub trait CanonicalRecord:
     /// The topic whose values use this schema (subject `<topic>-value`); `None` for records that
     /// travel on per-recipient feeds named at run time.
     const TOPIC: Option<&'static str>;
+    /// Fully qualified Avro record name; a payload whose schema has another name is refused.
+    const FULL_NAME: &'static str;
 
     fn envelope(&self) -> &Envelope;
 
@@ -42,10 +46,11 @@ pub trait CanonicalRecord:
 }
 
 macro_rules! canonical {
-    ($ty:ty, $file:literal, $topic:expr, |$r:ident| $key:expr) => {
+    ($ty:ident, $file:literal, $topic:expr, |$r:ident| $key:expr) => {
         impl CanonicalRecord for $ty {
             const FILE: &'static str = $file;
             const TOPIC: Option<&'static str> = $topic;
+            const FULL_NAME: &'static str = concat!("uk.bluelight.v1.", stringify!($ty));
 
             fn envelope(&self) -> &Envelope {
                 &self.envelope
