@@ -31,6 +31,46 @@ pub enum Error {
     /// Reading or writing a local file (schema export).
     #[error("{0}")]
     Io(String),
+
+    /// A Kafka value that is not in Confluent wire format at all.
+    #[error("not Confluent wire format: {0}")]
+    WireFormat(String),
+
+    /// The payload names a schema id the registry does not have.
+    #[error("schema id {id} is not in the schema registry")]
+    UnknownSchemaId { id: u32 },
+
+    /// The payload's schema is a different record than the one expected on this topic.
+    #[error("schema id {id} is {found}, but this topic carries {expected}")]
+    WrongSchema {
+        id: u32,
+        found: String,
+        expected: &'static str,
+    },
+
+    /// The Avro body does not decode with the schema its header names (truncated, corrupt, or
+    /// values the record type rejects).
+    #[error("Avro body does not match schema id {id}: {reason}")]
+    Malformed { id: u32, reason: String },
+
+    /// A record the typed model cannot write with its schema (a bug: types and schemas disagree).
+    #[error("cannot encode {record}: {reason}")]
+    Encode {
+        record: &'static str,
+        reason: String,
+    },
+
+    /// Encoding before the record's schema was registered or looked up.
+    #[error("no schema registered for {subject}; call Codec::register first")]
+    NotRegistered { subject: String },
+
+    /// The schema registry refused a schema (incompatible, invalid).
+    #[error("the schema registry refused {subject}: {reason}")]
+    Refused { subject: String, reason: String },
+
+    /// The schema registry could not be reached or answered with a server error.
+    #[error("schema registry at {url} unavailable: {reason}")]
+    RegistryUnavailable { url: String, reason: String },
 }
 
 impl Error {
@@ -38,6 +78,13 @@ impl Error {
         match self {
             Error::InvalidSchema(_) => ErrorDomain::User,
             Error::Io(_) => ErrorDomain::External,
+            Error::WireFormat(_)
+            | Error::UnknownSchemaId { .. }
+            | Error::WrongSchema { .. }
+            | Error::Malformed { .. }
+            | Error::Refused { .. } => ErrorDomain::User,
+            Error::Encode { .. } | Error::NotRegistered { .. } => ErrorDomain::Internal,
+            Error::RegistryUnavailable { .. } => ErrorDomain::External,
         }
     }
 
