@@ -4,6 +4,9 @@
 //! wiring lives in its own module (`topics.rs`, ...) and the work itself in the library crates.
 #![allow(clippy::print_stdout)] // a CLI's output is its interface
 
+mod ops;
+mod registry;
+mod schemas;
 mod topics;
 
 use std::{io::IsTerminal, process::ExitCode};
@@ -35,6 +38,10 @@ struct Cli {
 enum Command {
     /// Check, create and inspect the topics in the catalogue (topics/topics.toml).
     Topics(topics::TopicsCommand),
+    /// Serve the Confluent-compatible schema registry, stored in the `_schemas` topic.
+    Registry(registry::RegistryCommand),
+    /// Export the canonical Avro schemas and register them with the schema registry.
+    Schemas(schemas::SchemasCommand),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +66,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Topics(cmd) => cmd.run().await,
+            Command::Registry(cmd) => cmd.run().await,
+            Command::Schemas(cmd) => cmd.run().await,
         }
     });
     match result {

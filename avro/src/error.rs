@@ -71,6 +71,94 @@ pub enum Error {
     /// The schema registry could not be reached or answered with a server error.
     #[error("schema registry at {url} unavailable: {reason}")]
     RegistryUnavailable { url: String, reason: String },
+
+    // The embedded registry (`registry`). Its HTTP layer maps each to Confluent's status and
+    // error code (`registry/api.rs`), so these carry exactly Confluent's distinctions.
+    /// A valid schema the registry does not serve (another schema type, schema references).
+    #[error("unsupported schema: {0}")]
+    UnsupportedSchema(String),
+
+    /// A request whose body or parameters are not what the endpoint expects.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+
+    /// A version that is neither a number from 1 to 2^31-1 nor `latest`/`-1`.
+    #[error(
+        "the specified version '{0}' is not a valid version id; allowed values are between \
+         [1, 2^31-1] and the string \"latest\""
+    )]
+    InvalidVersion(String),
+
+    #[error(
+        "invalid compatibility level {0}; valid values are NONE, BACKWARD, BACKWARD_TRANSITIVE, \
+         FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE"
+    )]
+    InvalidCompatibilityLevel(String),
+
+    #[error("subject '{0}' not found")]
+    SubjectNotFound(String),
+
+    #[error("version {version} not found under subject '{subject}'")]
+    VersionNotFound { subject: String, version: String },
+
+    #[error("schema {0} not found")]
+    SchemaIdNotFound(u32),
+
+    #[error("schema not found under subject '{0}'")]
+    SchemaNotInSubject(String),
+
+    #[error("subject '{0}' was soft deleted; set permanent=true to delete permanently")]
+    SubjectSoftDeleted(String),
+
+    #[error("subject '{0}' was not deleted first before being permanently deleted")]
+    SubjectNotSoftDeleted(String),
+
+    #[error(
+        "subject '{subject}' version {version} was soft deleted; set permanent=true to delete \
+         permanently"
+    )]
+    VersionSoftDeleted { subject: String, version: u32 },
+
+    #[error(
+        "subject '{subject}' version {version} was not deleted first before being permanently \
+         deleted"
+    )]
+    VersionNotSoftDeleted { subject: String, version: u32 },
+
+    #[error("subject '{0}' does not have subject-level compatibility configured")]
+    SubjectCompatibilityNotConfigured(String),
+
+    /// The schema breaks the subject's compatibility level; `details` says against what and why.
+    #[error(
+        "Schema being registered is incompatible with an earlier schema for subject \"{subject}\" \
+         (compatibility {level}): {}",
+        details.join("; ")
+    )]
+    IncompatibleSchema {
+        subject: String,
+        level: String,
+        details: Vec<String>,
+    },
+
+    /// The registry topic is missing or unusable (wrong partition count): an operator must act.
+    #[error("registry topic {topic} {reason}")]
+    RegistryTopic { topic: String, reason: String },
+
+    /// The registry could not talk to Kafka (connect, produce, watermarks).
+    #[error("registry store: {0}")]
+    RegistryKafka(String),
+
+    /// A registry write or catch-up took longer than its bound (Confluent's 50002).
+    #[error("registry operation timed out: {0}")]
+    RegistryTimeout(String),
+
+    /// Other registry instances kept winning the version or id this one proposed.
+    #[error("registry write conflict: {0}")]
+    RegistryConflict(String),
+
+    /// A bug or a dead registry thread.
+    #[error("registry internal error: {0}")]
+    RegistryInternal(String),
 }
 
 impl Error {
@@ -85,6 +173,25 @@ impl Error {
             | Error::Refused { .. } => ErrorDomain::User,
             Error::Encode { .. } | Error::NotRegistered { .. } => ErrorDomain::Internal,
             Error::RegistryUnavailable { .. } => ErrorDomain::External,
+            Error::UnsupportedSchema(_)
+            | Error::InvalidRequest(_)
+            | Error::InvalidVersion(_)
+            | Error::InvalidCompatibilityLevel(_)
+            | Error::SubjectNotFound(_)
+            | Error::VersionNotFound { .. }
+            | Error::SchemaIdNotFound(_)
+            | Error::SchemaNotInSubject(_)
+            | Error::SubjectSoftDeleted(_)
+            | Error::SubjectNotSoftDeleted(_)
+            | Error::VersionSoftDeleted { .. }
+            | Error::VersionNotSoftDeleted { .. }
+            | Error::SubjectCompatibilityNotConfigured(_)
+            | Error::IncompatibleSchema { .. } => ErrorDomain::User,
+            Error::RegistryTopic { .. }
+            | Error::RegistryKafka(_)
+            | Error::RegistryTimeout(_)
+            | Error::RegistryConflict(_) => ErrorDomain::External,
+            Error::RegistryInternal(_) => ErrorDomain::Internal,
         }
     }
 

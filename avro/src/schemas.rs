@@ -5,7 +5,7 @@ use std::path::Path;
 use apache_avro::Schema;
 
 use crate::{
-    Error, Result,
+    Codec, Error, Result,
     records::{
         CanonicalRecord, CaseEvent, Disclosure, IncidentEvent, Retraction, VictimEvent,
         VictimUpdate,
@@ -78,6 +78,24 @@ pub fn export(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
             Ok(path)
         })
         .collect()
+}
+
+/// Registers every canonical schema that has a fixed topic under `<topic>-value`, keeping each for
+/// encoding; returns `(subject, id)` pairs in catalogue order.
+pub async fn register_all(codec: &Codec) -> Result<Vec<(String, u32)>> {
+    Ok(vec![
+        register_one::<IncidentEvent>(codec).await?,
+        register_one::<CaseEvent>(codec).await?,
+        register_one::<VictimEvent>(codec).await?,
+        register_one::<VictimUpdate>(codec).await?,
+        register_one::<Disclosure>(codec).await?,
+    ])
+}
+
+async fn register_one<T: CanonicalRecord>(codec: &Codec) -> Result<(String, u32)> {
+    let subject = format!("{}-value", T::TOPIC.unwrap_or(T::FILE));
+    let id = codec.register::<T>(&subject).await?;
+    Ok((subject, id))
 }
 
 #[cfg(test)]

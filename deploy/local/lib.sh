@@ -23,6 +23,7 @@ bl_prerequisites() {
   command -v pkg-config >/dev/null || { missing+=(pkg-config); pkgs+=(pkg-config); }
   command -v python3 >/dev/null || { missing+=(python3); pkgs+=(python3 python3-venv); }
   command -v ss >/dev/null || { missing+=(ss); pkgs+=(iproute2); }
+  command -v curl >/dev/null || { missing+=(curl); pkgs+=(curl); }
   [ -f /usr/include/openssl/ssl.h ] || { missing+=(openssl-headers); pkgs+=(libssl-dev); }
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -67,6 +68,21 @@ bl_kafka_cmd() {
     -Djava.awt.headless=true
     "-Dlog4j2.configurationFile=$BL_ROOT/deploy/local/kafka/log4j2.properties" "-Dkafka.logs.dir=$logs"
     -cp "$BL_KAFKA_LIBS/*" "$@")
+}
+
+# Creates (or refreshes, when tests/interop/requirements.txt changed) the Python environment with
+# the independent Confluent client used by the interop tests; sets BLUELIGHT_PYTHON.
+bl_python_venv() {
+  local venv="$BL_ROOT/.local/venv" req="$BL_ROOT/tests/interop/requirements.txt" sum
+  sum=$(sha256sum "$req" | cut -d' ' -f1)
+  if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$sum" ]; then
+    bl_say "installing the Python interop client (confluent-kafka, fastavro) into .local/venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv" >&2 || bl_die "python3 -m venv failed; install python3-venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$req" >&2 || bl_die "pip could not install $req"
+    echo "$sum" > "$venv/.requirements.sha256"
+  fi
+  export BLUELIGHT_PYTHON="$venv/bin/python"
 }
 
 # A free TCP port on the loopback interface.
@@ -130,6 +146,27 @@ PROPS
       bl_die "the broker exited during start-up (logs in $dir/logs)"
     fi
     [ $waited -ge 120 ] && bl_die "the broker did not open port $port within 60 s (logs in $dir/logs)"
+    sleep 0.5; waited=$((waited + 1))
+  done
+}
+
+# bl_start_service NAME URL LOGDIR COMMAND...: starts a bluelight service in its own process group,
+# waits until URL/health/ready answers 200 (showing why not, if it dies), sets BL_SERVICE_PID.
+bl_start_service() {
+  local name=$1 url=$2 logs=$3; shift 3
+  mkdir -p "$logs"
+  setsid "$@" >"$logs/$name.log" 2>&1 </dev/null &
+  BL_SERVICE_PID=$!
+  local waited=0
+  until curl -fsS -o /dev/null "$url/health/ready" 2>/dev/null; do
+    if ! kill -0 "$BL_SERVICE_PID" 2>/dev/null; then
+      tail -n 30 "$logs/$name.log" >&2
+      bl_die "$name exited during start-up (log: $logs/$name.log)"
+    fi
+    if [ $waited -ge 120 ]; then
+      curl -sS "$url/health/ready" >&2 || true
+      bl_die "$name was not ready within 60 s (log: $logs/$name.log)"
+    fi
     sleep 0.5; waited=$((waited + 1))
   done
 }

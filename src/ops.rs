@@ -1,0 +1,89 @@
+//! The operations endpoints every service serves on its HTTP port: `/metrics` (Prometheus text),
+//! `/health/live` (the process answers) and `/health/ready` (it can do its job; 503 with the reason
+//! when not).
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use axum::{Router, http::StatusCode, response::IntoResponse, routing::get};
+use prometheus::{Encoder, TextEncoder};
+
+/// Why a service is not ready, or `Ok` when it is.
+pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// The ops routes, to merge into a service's own router.
+pub fn routes(ready: Readiness) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health/live", get(|| async { "live\n" }))
+        .route(
+            "/health/ready",
+            get(move || {
+                let ready = ready.clone();
+                async move {
+                    match ready() {
+                        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+                        Err(why) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("not ready: {why}\n"),
+                        ),
+                    }
+                }
+            }),
+        )
+}
+
+async fn metrics() -> impl IntoResponse {
+    let mut body = Vec::new();
+    match TextEncoder::new().encode(&prometheus::gather(), &mut body) {
+        Ok(()) => (
+            StatusCode::OK,
+            [("content-type", TextEncoder::new().format_type().to_owned())],
+            body,
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [("content-type", "text/plain".to_owned())],
+            e.to_string().into_bytes(),
+        ),
+    }
+}
+
+/// Binds `addr` and serves `router` until `shutdown` completes, then drains open requests.
+pub async fn serve(
+    addr: SocketAddr,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(address = %listener.local_addr().unwrap_or(addr), "listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("HTTP server failed")
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,109 @@
+//! Helpers shared by the end-to-end tests: the real `bluelight` binary as a service, topics with
+//! random names, and Kafka clients for the test broker.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use bluelight_topics::testing;
+use rdkafka::{
+    ClientConfig,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+};
+
+/// A `bluelight` service running as a child process; killed when dropped.
+pub struct Service {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+pub fn client() -> ClientConfig {
+    testing::kafka().client_config("e2e-test").expect("config")
+}
+
+pub async fn create_topics(names: &[&str], compacted: bool) {
+    let admin: AdminClient<DefaultClientContext> = client().create().expect("admin");
+    let topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|n| {
+            let t = NewTopic::new(n, 1, TopicReplication::Fixed(1));
+            if compacted {
+                t.set("cleanup.policy", "compact")
+            } else {
+                t
+            }
+        })
+        .collect();
+    for result in admin
+        .create_topics(&topics, &AdminOptions::new())
+        .await
+        .expect("create topics")
+    {
+        result.expect("topic created");
+    }
+}
+
+/// Starts `bluelight <args>` with the test broker, serving HTTP on a free port (`--listen`), and
+/// waits until `/health/ready` answers 200.
+pub async fn start_service(args: &[&str]) -> Service {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_bluelight"))
+        .args(args)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("BLUELIGHT_BROKERS", testing::brokers())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start bluelight");
+    let mut service = Service {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    wait_ready(&mut service).await;
+    service
+}
+
+pub async fn wait_ready(service: &mut Service) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = reqwest::get(format!("{}/health/ready", service.url)).await;
+        if ready.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        if let Ok(Some(status)) = service.child.try_wait() {
+            panic!("bluelight exited with {status} before it was ready");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} was not ready within 60 s",
+            service.url
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Starts `bluelight registry` on its own new registry topic.
+pub async fn start_registry() -> (Service, String) {
+    let topic = format!("_schemas-{}", testing::unique("t"));
+    create_topics(&[&topic], true).await;
+    (start_service(&["registry", "--topic", &topic]).await, topic)
+}
