@@ -22,6 +22,7 @@ import uuid
 
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
@@ -108,6 +109,23 @@ def main():
     if latest.schema_id != schema_id:
         fail(f"latest version of {args.subject} has id {latest.schema_id}, expected {schema_id}")
     print(f"registered {args.subject} as id {schema_id}; fetch by id, lookup and latest agree", flush=True)
+
+    # 2b. The registry's refusals, as the Confluent client sees them.
+    incompatible = json.loads(schema_str)
+    incompatible["fields"].append({"name": "added_without_default", "type": "string"})
+    refusals = [
+        ("incompatible", lambda: registry.register_schema(args.subject, Schema(json.dumps(incompatible), "AVRO")), 409, 409),
+        ("unparsable", lambda: registry.register_schema(args.subject, Schema('{"type": "record"}', "AVRO")), 422, 42201),
+        ("unknown subject", lambda: registry.get_latest_version(f"{args.subject}-nobody"), 404, 40401),
+    ]
+    for what, call, status, code in refusals:
+        try:
+            call()
+            fail(f"{what}: the registry accepted it")
+        except SchemaRegistryError as e:
+            if (e.http_status_code, e.error_code) != (status, code):
+                fail(f"{what}: got HTTP {e.http_status_code} / {e.error_code} ({e.error_message}), expected {status} / {code}")
+    print("refusals: incompatible 409/409, unparsable 422/42201, unknown subject 404/40401", flush=True)
 
     # 3. Produce records for the Rust side to decode.
     serializer = AvroSerializer(registry, schema_str)
