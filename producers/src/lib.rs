@@ -1,6 +1,17 @@
 //! Getting source systems' data onto the backbone.
 //!
-//! This crate will hold one adapter per source format (CAD JSON, MAIT-style XML, RMS CSV, victim CRM
-//! JSON), validation with clear errors, the HTTP ingest API, the idempotent publisher with its
-//! dead-letter path, and the scenario simulator. It uses `bluelight-avro` for the standard and
-//! `bluelight-topics` for topic names and Kafka client settings. Arrives with the producers issue.
+//! - [`adapters`]: one module per source format (CAD JSON, MAIT-style XML, RMS CSV, victim CRM
+//!   JSON), each translating its input into canonical records with mapping tables loaded from
+//!   `producers/mappings/*.toml`, and validating as it goes: a bad record yields [`adapters::Rejected`]
+//!   naming the source, the record (CSV line, XML path, JSON pointer), the field and the problem,
+//!   and never stops the rest of the batch.
+//! - [`validate`]: the field checks adapters share (postcodes, UPRNs, zoned timestamps,
+//!   coordinates, coded values).
+//!
+//! Publishing, the ingest API and the simulator build on these.
+
+pub mod adapters;
+mod error;
+pub mod validate;
+
+pub use error::{Error, ErrorDomain, Result};

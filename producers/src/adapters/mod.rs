@@ -1,0 +1,155 @@
+//! Source adapters: one translator per source format into the canonical standard.
+//!
+//! An adapter takes one request body or file (a batch of source records), and returns every record
+//! it could translate and every record it could not, each located in the input so a person can
+//! find it: a CSV line, an XML path or a JSON pointer. One bad record never stops the others.
+
+mod mapping;
+
+use std::{fmt, ops::Range};
+
+use bluelight_avro::records::{CaseEvent, IncidentEvent, VictimEvent};
+
+pub use mapping::{CodeMap, Mappings};
+
+/// A canonical record an adapter produced, for whichever topic it belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Canonical {
+    Incident(IncidentEvent),
+    Case(CaseEvent),
+    Victim(VictimEvent),
+}
+
+impl Canonical {
+    pub fn topic(&self) -> &'static str {
+        match self {
+            Canonical::Incident(_) => "bl.incident.v1",
+            Canonical::Case(_) => "bl.case.v1",
+            Canonical::Victim(_) => "bl.victim.v1",
+        }
+    }
+
+    /// The record key: the shared incident or case id, or the victim reference.
+    pub fn key(&self) -> &str {
+        match self {
+            Canonical::Incident(r) => &r.incident_id,
+            Canonical::Case(r) => &r.case_id,
+            Canonical::Victim(r) => &r.victim_ref,
+        }
+    }
+
+    pub fn envelope(&self) -> &bluelight_avro::records::Envelope {
+        match self {
+            Canonical::Incident(r) => &r.envelope,
+            Canonical::Case(r) => &r.envelope,
+            Canonical::Victim(r) => &r.envelope,
+        }
+    }
+}
+
+/// Where a record sits in its input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Locator {
+    /// 1-based line of a CSV file (the header is line 1).
+    Line(usize),
+    /// RFC 6901 JSON pointer, e.g. `/events/3`.
+    JsonPointer(String),
+    /// XPath-like element path, e.g. `/MAITMessage/Incident[2]`.
+    XmlPath(String),
+    /// The input as a whole (it did not parse at all).
+    Document,
+}
+
+impl fmt::Display for Locator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Locator::Line(n) => write!(f, "line {n}"),
+            Locator::JsonPointer(p) if p.is_empty() => f.write_str("JSON document"),
+            Locator::JsonPointer(p) => write!(f, "JSON {p}"),
+            Locator::XmlPath(p) => write!(f, "XML {p}"),
+            Locator::Document => f.write_str("document"),
+        }
+    }
+}
+
+/// One thing wrong with one field of one source record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The field as the source names it, e.g. `location.postcode` or `OffenceCode`.
+    pub field: String,
+    /// What is wrong with the value, in words a source-system engineer acts on.
+    pub problem: String,
+}
+
+impl Problem {
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Problem {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// A source record that could not be translated, with everything wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// The adapter (source format) that read it.
+    pub adapter: &'static str,
+    pub locator: Locator,
+    pub problems: Vec<Problem>,
+    /// Byte range of the record in the input, so the dead-letter record keeps its original bytes.
+    pub span: Range<usize>,
+}
+
+impl fmt::Display for Rejected {
+    /// One line per problem: `cad JSON /events/3: field location.postcode: "BS1" is not a UK postcode`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(
+                f,
+                "{} {}: field {}: {}",
+                self.adapter, self.locator, p.field, p.problem
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A translated record, located like a rejected one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Translated {
+    pub record: Canonical,
+    pub locator: Locator,
+    pub span: Range<usize>,
+}
+
+/// What an adapter made of one input.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Translation {
+    pub accepted: Vec<Translated>,
+    pub rejected: Vec<Rejected>,
+}
+
+/// Who sent the input: the organisation the records are attributed to and its system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceContext {
+    /// Organisation code of the controller, e.g. "avon-police"; becomes `envelope.source_org`.
+    pub org: String,
+    /// The system, e.g. "cad"; becomes `envelope.source_system`.
+    pub system: String,
+}
+
+/// A translator from one source format into the canonical standard.
+pub trait Adapter: Send + Sync {
+    /// Short name, used in URLs and messages: `cad`, `mait`, `rms`, `victim-crm`.
+    fn name(&self) -> &'static str;
+
+    /// Content types accepted by the ingest API.
+    fn content_types(&self) -> &'static [&'static str];
+
+    /// Translates a whole input; never fails as a whole: an unreadable input is one rejection.
+    fn translate(&self, input: &[u8], source: &SourceContext) -> Translation;
+}

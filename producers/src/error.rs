@@ -1,0 +1,50 @@
+use std::fmt;
+
+/// Who has to act for an error to go away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorDomain {
+    /// The input or configuration is wrong; the same input fails the same way.
+    User,
+    /// Something outside bluelight failed; a retry may succeed.
+    External,
+    /// A bug in bluelight.
+    Internal,
+}
+
+impl fmt::Display for ErrorDomain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorDomain::User => "user",
+            ErrorDomain::External => "external",
+            ErrorDomain::Internal => "internal",
+        })
+    }
+}
+
+/// Everything that can go wrong in `bluelight-producers` outside a single record's validation
+/// (which is data, [`crate::adapters::Rejected`], not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A mapping table that does not load.
+    #[error("mapping table {file}: {reason}")]
+    Mapping { file: String, reason: String },
+
+    /// No adapter of that name.
+    #[error("unknown source format {0:?}; known formats: cad, mait, rms, victim-crm")]
+    UnknownAdapter(String),
+}
+
+impl Error {
+    pub fn domain(&self) -> ErrorDomain {
+        match self {
+            Error::Mapping { .. } | Error::UnknownAdapter(_) => ErrorDomain::User,
+        }
+    }
+
+    /// Whether the same call may succeed later without anyone changing anything.
+    pub fn retryable(&self) -> bool {
+        self.domain() == ErrorDomain::External
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
