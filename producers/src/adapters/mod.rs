@@ -4,6 +4,9 @@
 //! it could translate and every record it could not, each located in the input so a person can
 //! find it: a CSV line, an XML path or a JSON pointer. One bad record never stops the others.
 
+pub mod cad;
+mod common;
+mod json;
 mod mapping;
 
 use std::{fmt, ops::Range};
@@ -140,6 +143,8 @@ pub struct SourceContext {
     pub org: String,
     /// The system, e.g. "cad"; becomes `envelope.source_system`.
     pub system: String,
+    /// When bluelight received the input; `recorded_at` when the source gives none.
+    pub received_at: bluelight_avro::records::Timestamp,
 }
 
 /// A translator from one source format into the canonical standard.
