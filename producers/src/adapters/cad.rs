@@ -354,7 +354,7 @@ impl Adapter for Cad {
             };
             match incident {
                 Some(incident) if p.0.is_empty() => out.accepted.push(Translated {
-                    record: Canonical::Incident(incident),
+                    record: Canonical::Incident(Box::new(incident)),
                     locator: record.locator,
                     span: record.span,
                 }),

@@ -18,9 +18,10 @@ pub use mapping::{CodeMap, Mappings};
 /// A canonical record an adapter produced, for whichever topic it belongs to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Canonical {
-    Incident(IncidentEvent),
-    Case(CaseEvent),
-    Victim(VictimEvent),
+    // Boxed: records are kilobytes and move through queues; the enum stays a pointer wide.
+    Incident(Box<IncidentEvent>),
+    Case(Box<CaseEvent>),
+    Victim(Box<VictimEvent>),
 }
 
 impl Canonical {
