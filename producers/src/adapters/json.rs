@@ -105,6 +105,19 @@ impl<'a> Obj<'a> {
         }
     }
 
+    pub fn opt_bool(&self, key: &str, p: &mut Problems) -> Option<bool> {
+        match self.get(key)? {
+            Value::Bool(b) => Some(*b),
+            other => {
+                p.add(
+                    self.field(key),
+                    format!("must be true or false, not {}", show(other)),
+                );
+                None
+            }
+        }
+    }
+
     /// A nested object; `path` must outlive the returned view, so callers pass a `String` they keep.
     pub fn opt_obj(&self, key: &str, path: &'a str, p: &mut Problems) -> Option<Obj<'a>> {
         match self.get(key)? {

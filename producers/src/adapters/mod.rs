@@ -6,6 +6,7 @@
 
 pub mod cad;
 mod common;
+pub mod crm;
 mod json;
 mod mapping;
 
