@@ -970,9 +970,9 @@ async fn the_topic_holds_confluents_records_and_odd_records_do_no_harm() {
 #[tokio::test]
 async fn a_missing_topic_or_broker_fails_clearly() {
     let missing = unique("_schemas_missing_");
-    let err = Registry::start(config(&missing))
-        .await
-        .expect_err("no such topic");
+    let mut quick = config(&missing);
+    quick.kafka_timeout = Duration::from_secs(2);
+    let err = Registry::start(quick).await.expect_err("no such topic");
     assert!(matches!(err, Error::RegistryTopic { .. }), "{err:?}");
     assert!(err.to_string().contains("does not exist"), "{err}");
 

@@ -159,43 +159,19 @@ impl Log {
             })
             .map_err(|e| kafka_error("creating the registry consumer", e))?;
 
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), config.kafka_timeout)
-            .map_err(|e| kafka_error("cannot reach broker", e))?;
-        let missing = || Error::RegistryTopic {
-            topic: topic.clone(),
-            reason: "does not exist; create it (bluelight topics apply) with 1 partition and \
-                     cleanup.policy=compact"
-                .into(),
-        };
-        let meta = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic)
-            .ok_or_else(missing)?;
-        match meta.error().map(RDKafkaErrorCode::from) {
-            None => {}
-            Some(RDKafkaErrorCode::UnknownTopicOrPartition) => return Err(missing()),
-            Some(code) => {
-                return Err(Error::RegistryTopic {
-                    topic: topic.clone(),
-                    reason: format!("cannot be read: {code}"),
-                });
+        // Right after the topic is created, or while a leader moves, brokers briefly answer "not
+        // leader" or do not know the topic yet: retry until the timeout, then say what was wrong.
+        let deadline = Instant::now() + config.kafka_timeout;
+        let high = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match check_topic(&consumer, &topic, left.max(RETRY_PAUSE)) {
+                Ok(high) => break high,
+                Err(Check::Transient(_)) if Instant::now() + RETRY_PAUSE < deadline => {
+                    thread::sleep(RETRY_PAUSE);
+                }
+                Err(Check::Transient(e) | Check::Final(e)) => return Err(e),
             }
-        }
-        if meta.partitions().len() != 1 {
-            return Err(Error::RegistryTopic {
-                topic: topic.clone(),
-                reason: format!(
-                    "has {} partitions; the registry needs exactly 1, so every instance reads one \
-                     order",
-                    meta.partitions().len()
-                ),
-            });
-        }
-        let (_, high) = consumer
-            .fetch_watermarks(&topic, 0, config.kafka_timeout)
-            .map_err(|e| kafka_error("cannot reach broker", e))?;
+        };
         health.start_target.store(high, Ordering::Relaxed);
 
         let mut assignment = TopicPartitionList::new();
@@ -349,7 +325,19 @@ impl Log {
         let producer = self.producer.clone();
         let (topic, timeout) = (self.topic.clone(), self.kafka_timeout);
         let (_, high) = tokio::task::spawn_blocking(move || {
-            producer.client().fetch_watermarks(&topic, 0, timeout)
+            let deadline = Instant::now() + timeout;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match producer
+                    .client()
+                    .fetch_watermarks(&topic, 0, left.max(RETRY_PAUSE))
+                {
+                    Err(_) if Instant::now() + RETRY_PAUSE < deadline => {
+                        thread::sleep(RETRY_PAUSE);
+                    }
+                    done => return done,
+                }
+            }
         })
         .await
         .map_err(|e| Error::RegistryInternal(format!("watermark task: {e}")))?
@@ -373,6 +361,63 @@ impl Log {
             ))),
         }
     }
+}
+
+/// Pause between attempts of a broker call that failed transiently.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// Why the topic check failed: worth retrying (the broker may know better in a moment), or not.
+enum Check {
+    Transient(Error),
+    Final(Error),
+}
+
+/// Checks that `topic` exists with one partition; returns its high watermark.
+fn check_topic(
+    consumer: &BaseConsumer<LogContext>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<i64, Check> {
+    let unreachable = |e: KafkaError| Check::Transient(kafka_error("cannot reach broker", e));
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(unreachable)?;
+    let missing = || {
+        Check::Transient(Error::RegistryTopic {
+            topic: topic.to_owned(),
+            reason: "does not exist; create it (bluelight topics apply) with 1 partition and \
+                     cleanup.policy=compact"
+                .into(),
+        })
+    };
+    let meta = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .ok_or_else(missing)?;
+    match meta.error().map(RDKafkaErrorCode::from) {
+        None => {}
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition) => return Err(missing()),
+        Some(code) => {
+            return Err(Check::Transient(Error::RegistryTopic {
+                topic: topic.to_owned(),
+                reason: format!("cannot be read: {code}"),
+            }));
+        }
+    }
+    if meta.partitions().len() != 1 {
+        return Err(Check::Final(Error::RegistryTopic {
+            topic: topic.to_owned(),
+            reason: format!(
+                "has {} partitions; the registry needs exactly 1, so every instance reads one order",
+                meta.partitions().len()
+            ),
+        }));
+    }
+    let (_, high) = consumer
+        .fetch_watermarks(topic, 0, timeout)
+        .map_err(unreachable)?;
+    Ok(high)
 }
 
 fn stopped() -> Error {

@@ -64,7 +64,9 @@ pub struct RegistryConfig {
     pub write_timeout: Duration,
     /// How long [`Registry::start`] may take to connect and read the whole topic.
     pub startup_timeout: Duration,
-    /// Bound on single broker calls (metadata, watermarks).
+    /// How long a broker call (metadata, watermarks) is retried while it fails transiently: a
+    /// topic just created, a leader moving. Also how long `start` takes to report a missing topic
+    /// (a topic that exists may not have reached every broker yet).
     pub kafka_timeout: Duration,
     /// Largest request body accepted (413 beyond); schemas are kilobytes, so this only stops abuse.
     pub max_request_bytes: usize,
