@@ -62,14 +62,19 @@ impl VictimCrm {
             .filter_map(|(i, c)| p.check(&format!("case_refs[{i}]"), validate::reference(c)))
             .collect();
         let enhanced_given = o.opt_bool("enhanced_rights", p);
-        let enhanced_invalid = o.map.get("enhanced_rights").is_some_and(|v| !v.is_null()) && enhanced_given.is_none();
+        let enhanced_invalid =
+            o.map.get("enhanced_rights").is_some_and(|v| !v.is_null()) && enhanced_given.is_none();
         let mut enhanced_rights = enhanced_given.unwrap_or(false);
         let mut enhanced_reasons: Vec<EnhancedRightsReason> = o
             .str_list("enhanced_reasons", p)
             .into_iter()
             .filter_map(|r| enum_code(m, "enhanced_reason", "enhanced_reasons", r, p))
             .collect();
-        let reasons_given = o.map.get("enhanced_reasons").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+        let reasons_given = o
+            .map
+            .get("enhanced_reasons")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty());
         if enhanced_rights && !reasons_given {
             p.add(
                 "enhanced_reasons",
