@@ -92,7 +92,9 @@ impl ClientContext for LogContext {
         );
         if unreachable {
             self.health.broker_failed(format!("{error} ({reason})"));
-        } else if matches!(error, KafkaError::PartitionEOF(_)) {
+        } else if matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
+        {
             // Reaching the end of the log is how catching up is noticed, not a problem.
         } else {
             warn!(%error, reason, "schema registry consumer: librdkafka error");
