@@ -29,6 +29,27 @@ pub enum Error {
     #[error("mapping table {file}: {reason}")]
     Mapping { file: String, reason: String },
 
+    /// Too many records in flight to admit this submission; nothing of it was sent.
+    #[error(
+        "the publisher is saturated: {needed} record(s) asked for, {available} of {limit} slots free; retry shortly"
+    )]
+    Saturated {
+        needed: usize,
+        available: usize,
+        limit: usize,
+    },
+
+    /// The broker refused or did not acknowledge in time.
+    #[error("Kafka {operation} failed: {reason}")]
+    Kafka {
+        operation: &'static str,
+        reason: String,
+    },
+
+    /// Encoding or the schema registry failed.
+    #[error(transparent)]
+    Avro(#[from] bluelight_avro::Error),
+
     /// No adapter of that name.
     #[error("unknown source format {0:?}; known formats: cad, mait, rms, victim-crm")]
     UnknownAdapter(String),
@@ -38,6 +59,12 @@ impl Error {
     pub fn domain(&self) -> ErrorDomain {
         match self {
             Error::Mapping { .. } | Error::UnknownAdapter(_) => ErrorDomain::User,
+            Error::Saturated { .. } | Error::Kafka { .. } => ErrorDomain::External,
+            Error::Avro(e) => match e.domain() {
+                bluelight_avro::ErrorDomain::User => ErrorDomain::User,
+                bluelight_avro::ErrorDomain::External => ErrorDomain::External,
+                bluelight_avro::ErrorDomain::Internal => ErrorDomain::Internal,
+            },
         }
     }
 

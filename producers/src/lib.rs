@@ -8,10 +8,13 @@
 //! - [`validate`]: the field checks adapters share (postcodes, UPRNs, zoned timestamps,
 //!   coordinates, coded values).
 //!
-//! Publishing, the ingest API and the simulator build on these.
+//! - [`publish`]: the idempotent publisher with admission control, and the dead-letter path.
+//!
+//! The ingest API, batch mode and the simulator build on these.
 
 pub mod adapters;
 mod error;
+pub mod publish;
 pub mod validate;
 
 pub use error::{Error, ErrorDomain, Result};

@@ -1,0 +1,51 @@
+//! Dead-letter records: the source's original bytes, with headers saying who sent them, which
+//! record it was, what was wrong and when.
+
+use rdkafka::message::{Header, OwnedHeaders};
+
+use super::Submission;
+
+pub(super) struct DeadLetter<'a> {
+    pub topic: String,
+    pub value: &'a [u8],
+    pub headers: OwnedHeaders,
+}
+
+/// One dead-letter record per rejected source record.
+pub(super) fn records<'a>(
+    s: &Submission<'a>,
+    topic: &str,
+    traceparent: &str,
+) -> Vec<DeadLetter<'a>> {
+    s.translation
+        .rejected
+        .iter()
+        .map(|r| {
+            let value = s.input.get(r.span.clone()).unwrap_or(s.input);
+            let error = r.to_string();
+            let locator = r.locator.to_string();
+            let received = s.source.received_at.0.to_string();
+            let headers = [
+                ("bl-source", s.source.org.as_str()),
+                ("bl-source-system", s.source.system.as_str()),
+                ("bl-adapter", r.adapter),
+                ("bl-record", locator.as_str()),
+                ("bl-error", error.as_str()),
+                ("bl-received-at", received.as_str()),
+                ("traceparent", traceparent),
+            ]
+            .into_iter()
+            .fold(OwnedHeaders::new(), |h, (key, value)| {
+                h.insert(Header {
+                    key,
+                    value: Some(value),
+                })
+            });
+            DeadLetter {
+                topic: topic.to_owned(),
+                value,
+                headers,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,244 @@
+//! The publisher against the real broker: accepted records on their topics, every rejected record
+//! on the dead-letter topic with its original bytes and the error, and refusal when saturated.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use bluelight_avro::{
+    Codec,
+    records::{IncidentEvent, Timestamp, VictimEvent},
+};
+use bluelight_producers::{
+    Error,
+    adapters::{Adapter, SourceContext, cad::Cad},
+    publish::{Publisher, PublisherConfig, Topics, subject},
+};
+use bluelight_topics::testing::{self, unique};
+use rdkafka::{
+    ClientConfig, Message,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    consumer::{Consumer, StreamConsumer},
+    message::{BorrowedMessage, Headers},
+};
+
+const EXAMPLE: &str = include_str!("../examples/cad-incidents.json");
+
+fn client() -> ClientConfig {
+    testing::kafka()
+        .client_config("publish-test")
+        .expect("config")
+}
+
+async fn setup(max_in_flight: usize) -> (Publisher, Topics, Arc<Codec>) {
+    let topics = Topics {
+        incident: format!("{}.v1", unique("bl.pubinc")),
+        case: format!("{}.v1", unique("bl.pubcase")),
+        victim: format!("{}.v1", unique("bl.pubvic")),
+        dead_letter: format!("{}.v1", unique("dlq.pub")),
+    };
+    let admin: AdminClient<DefaultClientContext> = client().create().expect("admin");
+    let new: Vec<NewTopic<'_>> = [
+        &topics.incident,
+        &topics.case,
+        &topics.victim,
+        &topics.dead_letter,
+    ]
+    .into_iter()
+    .map(|t| NewTopic::new(t, 3, TopicReplication::Fixed(1)))
+    .collect();
+    for r in admin
+        .create_topics(&new, &AdminOptions::new())
+        .await
+        .expect("create")
+    {
+        r.expect("created");
+    }
+    // Schemas preloaded under the test topics' subjects: this test is about the broker path.
+    let codec = Arc::new(Codec::new("http://127.0.0.1:9", Duration::from_secs(1)).expect("codec"));
+    codec
+        .preload::<IncidentEvent>(1, &subject(&topics.incident))
+        .expect("preload");
+    codec
+        .preload::<VictimEvent>(3, &subject(&topics.victim))
+        .expect("preload");
+    let config = PublisherConfig {
+        topics: topics.clone(),
+        max_in_flight,
+        delivery_timeout: Duration::from_secs(30),
+    };
+    (
+        Publisher::new(client(), codec.clone(), config).expect("publisher"),
+        topics,
+        codec,
+    )
+}
+
+fn source() -> SourceContext {
+    SourceContext {
+        org: "avon-police".into(),
+        system: "cad".into(),
+        received_at: Timestamp(1_795_300_000_000),
+    }
+}
+
+async fn read_all(topic: &str, n: usize) -> Vec<rdkafka::message::OwnedMessage> {
+    let consumer: StreamConsumer = client()
+        .set("group.id", unique("pubtest-"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    while out.len() < n {
+        let msg: BorrowedMessage<'_> =
+            tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+                .await
+                .expect("within 30 s")
+                .expect("record");
+        out.push(msg.detach());
+    }
+    out
+}
+
+fn header(msg: &rdkafka::message::OwnedMessage, key: &str) -> Option<String> {
+    msg.headers()?
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+#[tokio::test]
+async fn accepted_records_reach_their_topic_and_every_bad_one_the_dead_letter_topic_with_its_bytes()
+{
+    let (publisher, topics, codec) = setup(1000).await;
+    let mut doc: serde_json::Value = serde_json::from_str(EXAMPLE).expect("example");
+    let events = doc["events"].as_array_mut().expect("events");
+    let mut bad = events[0].clone();
+    bad["location"]["postcode"] = serde_json::json!("BS1");
+    events.push(bad);
+    let mut worse = events[1].clone();
+    worse["occurred_at"] = serde_json::json!("last Tuesday");
+    worse["type"] = serde_json::json!("UFO");
+    events.push(worse);
+    let input = serde_json::to_string_pretty(&doc).expect("json");
+    let translation = Cad::new()
+        .expect("cad")
+        .translate(input.as_bytes(), &source());
+    assert_eq!(
+        (translation.accepted.len(), translation.rejected.len()),
+        (3, 2)
+    );
+
+    let submission = bluelight_producers::publish::Submission {
+        input: input.as_bytes(),
+        translation: &translation,
+        source: &source(),
+        traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+    };
+    let published = publisher.publish(submission).await.expect("publish");
+    assert_eq!(published.event_ids.len(), 3);
+    assert_eq!(published.dead_lettered, 2);
+
+    let records = read_all(&topics.incident, 3).await;
+    for msg in &records {
+        let r: IncidentEvent = codec
+            .decode_cached(msg.payload().expect("payload"))
+            .expect("decode");
+        assert_eq!(msg.key(), Some(r.incident_id.as_bytes()));
+        assert!(published.event_ids.contains(&r.envelope.event_id));
+        assert_eq!(
+            header(msg, "traceparent").as_deref(),
+            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        );
+        assert_eq!(
+            header(msg, "bl-event-id"),
+            Some(r.envelope.event_id.to_string())
+        );
+    }
+
+    let dead = read_all(&topics.dead_letter, 2).await;
+    let by_record: HashMap<String, &rdkafka::message::OwnedMessage> = dead
+        .iter()
+        .map(|m| (header(m, "bl-record").expect("bl-record"), m))
+        .collect();
+    for rejected in &translation.rejected {
+        let msg = by_record[&rejected.locator.to_string()];
+        assert_eq!(
+            msg.payload(),
+            Some(&input.as_bytes()[rejected.span.clone()]),
+            "original bytes, exactly"
+        );
+        assert_eq!(header(msg, "bl-error"), Some(rejected.to_string()));
+        assert_eq!(header(msg, "bl-source").as_deref(), Some("avon-police"));
+        assert_eq!(header(msg, "bl-adapter").as_deref(), Some("cad"));
+        assert!(header(msg, "bl-received-at").is_some());
+    }
+    assert_eq!(
+        header(by_record["JSON /events/3"], "bl-error").as_deref(),
+        Some(
+            "cad JSON /events/3: field location.postcode: \"BS1\" is not a UK postcode (e.g. \"BS1 6HG\")"
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_submission_larger_than_the_free_slots_is_refused_whole_and_nothing_is_sent() {
+    let (publisher, topics, _) = setup(2).await;
+    let translation = Cad::new()
+        .expect("cad")
+        .translate(EXAMPLE.as_bytes(), &source());
+    assert_eq!(translation.accepted.len(), 3);
+    let err = publisher
+        .publish(bluelight_producers::publish::Submission {
+            input: EXAMPLE.as_bytes(),
+            translation: &translation,
+            source: &source(),
+            traceparent: None,
+        })
+        .await
+        .expect_err("3 records, 2 slots");
+    assert!(
+        matches!(
+            err,
+            Error::Saturated {
+                needed: 3,
+                available: 2,
+                limit: 2
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.retryable());
+    assert_eq!(
+        publisher.available(),
+        2,
+        "a refused submission holds no slots"
+    );
+    let consumer: StreamConsumer = client()
+        .set("group.id", unique("empty-"))
+        .create()
+        .expect("consumer");
+    let mut total = 0;
+    for partition in 0..3 {
+        // A topic this new may not be in the client's metadata yet: ask until it is.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let (low, high) = loop {
+            match consumer.fetch_watermarks(&topics.incident, partition, Duration::from_secs(5)) {
+                Ok(w) => break w,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("watermarks not yet: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("watermarks: {e}"),
+            }
+        };
+        total += high - low;
+    }
+    let (low, high) = (0, total);
+    assert_eq!(
+        high - low,
+        0,
+        "nothing of a refused submission reaches the topic"
+    );
+}
