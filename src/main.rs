@@ -4,6 +4,7 @@
 //! wiring lives in its own module (`topics.rs`, ...) and the work itself in the library crates.
 #![allow(clippy::print_stdout)] // a CLI's output is its interface
 
+mod ingest;
 mod ops;
 mod registry;
 mod schemas;
@@ -38,6 +39,8 @@ struct Cli {
 enum Command {
     /// Check, create and inspect the topics in the catalogue (topics/topics.toml).
     Topics(topics::TopicsCommand),
+    /// Receive source systems' records over HTTP (or load a file), translate and publish them.
+    Ingest(Box<ingest::IngestCommand>),
     /// Serve the Confluent-compatible schema registry, stored in the `_schemas` topic.
     Registry(registry::RegistryCommand),
     /// Export the canonical Avro schemas and register them with the schema registry.
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Topics(cmd) => cmd.run().await,
+            Command::Ingest(cmd) => cmd.run().await,
             Command::Registry(cmd) => cmd.run().await,
             Command::Schemas(cmd) => cmd.run().await,
         }

@@ -30,13 +30,14 @@ struct Stack {
 }
 
 impl Stack {
-    fn start(state: &Path, port: u16, controller: u16, registry: u16) -> Stack {
+    fn start(state: &Path, port: u16, controller: u16, registry: u16, ingest: u16) -> Stack {
         let mut child = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/local/up"))
             .env("BLUELIGHT_BIN", env!("CARGO_BIN_EXE_bluelight"))
             .env("BLUELIGHT_STATE_DIR", state)
             .env("BLUELIGHT_BROKER_PORT", port.to_string())
             .env("BLUELIGHT_CONTROLLER_PORT", controller.to_string())
             .env("BLUELIGHT_REGISTRY_PORT", registry.to_string())
+            .env("BLUELIGHT_INGEST_PORT", ingest.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -179,11 +180,11 @@ fn up_applies_the_catalogue_keeps_data_across_a_broker_crash_and_cleans_up_on_ct
     // The suite's broker must exist too; this test brings its own in addition.
     let _ = testing::brokers();
     let state = std::env::temp_dir().join(unique("bluelight-up-"));
-    let (port, controller, registry) = (free_port(), free_port(), free_port());
+    let (port, controller, registry, ingest) = (free_port(), free_port(), free_port(), free_port());
     let brokers = format!("127.0.0.1:{port}");
 
     // 1. One command: broker up, catalogue applied.
-    let mut stack = Stack::start(&state, port, controller, registry);
+    let mut stack = Stack::start(&state, port, controller, registry, ingest);
     let marker = unique("incident-");
     let producer: BaseProducer = client(&brokers)
         .set("enable.idempotence", "true")
@@ -217,7 +218,7 @@ fn up_applies_the_catalogue_keeps_data_across_a_broker_crash_and_cleans_up_on_ct
     drop(stack);
 
     // 3. Start again on the same state: topics and records are still there.
-    let mut stack = Stack::start(&state, port, controller, registry);
+    let mut stack = Stack::start(&state, port, controller, registry, ingest);
     let list = Command::new(env!("CARGO_BIN_EXE_bluelight"))
         .args([
             "topics",

@@ -50,6 +50,10 @@ pub enum Error {
     #[error(transparent)]
     Avro(#[from] bluelight_avro::Error),
 
+    /// A configuration file or setting that is wrong.
+    #[error("{0}")]
+    Config(String),
+
     /// No adapter of that name.
     #[error("unknown source format {0:?}; known formats: cad, mait, rms, victim-crm")]
     UnknownAdapter(String),
@@ -58,7 +62,9 @@ pub enum Error {
 impl Error {
     pub fn domain(&self) -> ErrorDomain {
         match self {
-            Error::Mapping { .. } | Error::UnknownAdapter(_) => ErrorDomain::User,
+            Error::Mapping { .. } | Error::UnknownAdapter(_) | Error::Config(_) => {
+                ErrorDomain::User
+            }
             Error::Saturated { .. } | Error::Kafka { .. } => ErrorDomain::External,
             Error::Avro(e) => match e.domain() {
                 bluelight_avro::ErrorDomain::User => ErrorDomain::User,

@@ -10,10 +10,13 @@
 //!
 //! - [`publish`]: the idempotent publisher with admission control, and the dead-letter path.
 //!
-//! The ingest API, batch mode and the simulator build on these.
+//! - [`ingest`]: the HTTP ingest API for source systems (hashed bearer tokens, 202/400/401/403/413/415/429/503).
+//!
+//! Batch mode and the simulator build on these.
 
 pub mod adapters;
 mod error;
+pub mod ingest;
 pub mod publish;
 pub mod validate;
 

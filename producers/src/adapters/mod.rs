@@ -160,3 +160,12 @@ pub trait Adapter: Send + Sync {
     /// Translates a whole input; never fails as a whole: an unreadable input is one rejection.
     fn translate(&self, input: &[u8], source: &SourceContext) -> Translation;
 }
+
+/// The adapter for a source format, with its shipped mapping tables.
+pub fn by_name(name: &str) -> crate::Result<std::sync::Arc<dyn Adapter>> {
+    Ok(match name {
+        "cad" => std::sync::Arc::new(cad::Cad::new()?),
+        "victim-crm" => std::sync::Arc::new(crm::VictimCrm::new()?),
+        other => return Err(crate::Error::UnknownAdapter(other.to_owned())),
+    })
+}

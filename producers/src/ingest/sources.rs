@@ -1,0 +1,194 @@
+//! Which source systems may publish, and how they prove it: one bearer token per source, stored
+//! as its SHA-256 hash and compared in constant time.
+//!
+//! ```toml
+//! [[source]]
+//! name = "avon-police-cad"   # the {source} in /v1/sources/{source}/events
+//! org = "avon-police"        # organisation the records are attributed to
+//! system = "cad"             # envelope.source_system
+//! adapter = "cad"            # cad, mait, rms or victim-crm
+//! token_sha256 = "…64 hex digits…"   # printf %s "$TOKEN" | sha256sum
+//! ```
+
+use std::path::Path;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::{Error, Result};
+
+/// One source system allowed to publish.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    pub name: String,
+    pub org: String,
+    pub system: String,
+    pub adapter: String,
+    /// Hex SHA-256 of the bearer token; the token itself is never stored.
+    token_sha256: String,
+    /// For the local demo stack only: the token in clear, checked against the hash at start-up so
+    /// the demo file cannot drift. Never set it in a real deployment.
+    #[serde(default)]
+    demo_token: Option<String>,
+}
+
+impl Source {
+    pub fn demo_token(&self) -> Option<&str> {
+        self.demo_token.as_deref()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    source: Vec<Source>,
+}
+
+/// The configured sources.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    sources: Vec<(Source, [u8; 32])>,
+}
+
+/// The hex SHA-256 of a token, as the sources file stores it.
+pub fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn parse_hash(hex: &str) -> Option<[u8; 32]> {
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect::<Option<_>>()?;
+    bytes.try_into().ok()
+}
+
+impl Sources {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!("cannot read sources file {}: {e}", path.display()))
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    pub fn parse(text: &str, file: &str) -> Result<Self> {
+        let parsed: File =
+            toml::from_str(text).map_err(|e| Error::Config(format!("{file}: {e}")))?;
+        let mut sources = Vec::new();
+        for s in parsed.source {
+            let hash = parse_hash(&s.token_sha256).ok_or_else(|| {
+                Error::Config(format!(
+                    "{file}: source {}: token_sha256 must be 64 hex digits",
+                    s.name
+                ))
+            })?;
+            if let Some(demo) = &s.demo_token
+                && token_hash(demo) != s.token_sha256.to_ascii_lowercase()
+            {
+                return Err(Error::Config(format!(
+                    "{file}: source {}: demo_token does not match token_sha256",
+                    s.name
+                )));
+            }
+            if sources.iter().any(|(o, _): &(Source, _)| o.name == s.name) {
+                return Err(Error::Config(format!(
+                    "{file}: source {} is listed twice",
+                    s.name
+                )));
+            }
+            sources.push((s, hash));
+        }
+        if sources.is_empty() {
+            return Err(Error::Config(format!(
+                "{file}: no [[source]] entries; nobody could publish"
+            )));
+        }
+        Ok(Sources { sources })
+    }
+
+    /// The source a bearer token belongs to. Every configured hash is compared, in constant time,
+    /// so timing says nothing about which (or whether any) source matched.
+    pub fn authenticate(&self, token: &str) -> Option<&Source> {
+        let presented = Sha256::digest(token.as_bytes());
+        let mut found = None;
+        for (source, hash) in &self.sources {
+            if bool::from(presented.as_slice().ct_eq(hash)) {
+                found = Some(source);
+            }
+        }
+        found
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Source> {
+        self.sources.iter().map(|(s, _)| s).find(|s| s.name == name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Source> {
+        self.sources.iter().map(|(s, _)| s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(token: &str) -> String {
+        format!(
+            "[[source]]\nname = \"avon-police-cad\"\norg = \"avon-police\"\nsystem = \"cad\"\nadapter = \"cad\"\ntoken_sha256 = \"{}\"\n",
+            token_hash(token)
+        )
+    }
+
+    #[test]
+    fn tokens_are_matched_by_hash_only() {
+        let sources = Sources::parse(&file("s3cret-token"), "t.toml").expect("parse");
+        assert_eq!(
+            sources
+                .authenticate("s3cret-token")
+                .map(|s| s.name.as_str()),
+            Some("avon-police-cad")
+        );
+        assert!(sources.authenticate("s3cret-tokeN").is_none());
+        assert!(sources.authenticate("").is_none());
+        assert!(!format!("{sources:?}").contains("s3cret-token"));
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_a_reason() {
+        let bad_hash = file("x").replace(&token_hash("x"), "abc");
+        assert!(
+            Sources::parse(&bad_hash, "t.toml")
+                .unwrap_err()
+                .to_string()
+                .contains("64 hex digits")
+        );
+        let drift = format!("{}demo_token = \"y\"\n", file("x"));
+        assert!(
+            Sources::parse(&drift, "t.toml")
+                .unwrap_err()
+                .to_string()
+                .contains("does not match")
+        );
+        let twice = format!("{}{}", file("a"), file("b"));
+        assert!(
+            Sources::parse(&twice, "t.toml")
+                .unwrap_err()
+                .to_string()
+                .contains("listed twice")
+        );
+        assert!(
+            Sources::parse("source = []", "t.toml")
+                .unwrap_err()
+                .to_string()
+                .contains("nobody could publish")
+        );
+    }
+}
