@@ -175,6 +175,7 @@ bl_start_service() {
 bl_stop() {
   local pid=$1 name=$2 i
   kill -0 "$pid" 2>/dev/null || return 0
+  kill -CONT -- "-$pid" 2>/dev/null || kill -CONT "$pid" 2>/dev/null  # a paused process cannot act on TERM
   kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
   for i in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
   if kill -0 "$pid" 2>/dev/null; then
