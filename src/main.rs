@@ -8,6 +8,7 @@ mod ingest;
 mod ops;
 mod registry;
 mod schemas;
+mod simulate;
 mod topics;
 
 use std::{io::IsTerminal, process::ExitCode};
@@ -45,6 +46,8 @@ enum Command {
     Registry(registry::RegistryCommand),
     /// Export the canonical Avro schemas and register them with the schema registry.
     Schemas(schemas::SchemasCommand),
+    /// Drive the ingest API with realistic, deterministic multi-agency scenarios.
+    Simulate(simulate::SimulateCommand),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
             Command::Ingest(cmd) => cmd.run().await,
             Command::Registry(cmd) => cmd.run().await,
             Command::Schemas(cmd) => cmd.run().await,
+            Command::Simulate(cmd) => cmd.run().await,
         }
     });
     match result {

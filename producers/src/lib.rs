@@ -12,12 +12,13 @@
 //!
 //! - [`ingest`]: the HTTP ingest API for source systems (hashed bearer tokens, 202/400/401/403/413/415/429/503).
 //!
-//! Batch mode and the simulator build on these.
+//! - [`simulate`]: deterministic multi-agency scenarios in the sources' own formats.
 
 pub mod adapters;
 mod error;
 pub mod ingest;
 pub mod publish;
+pub mod simulate;
 pub mod validate;
 
 pub use error::{Error, ErrorDomain, Result};
