@@ -27,24 +27,7 @@ async fn post(
 
 #[tokio::test]
 async fn a_source_system_publishes_and_gets_clear_answers() {
-    // The ingest service writes to the canonical topics; make sure they exist on the test broker.
-    for (topic, compacted) in [
-        ("bl.incident.v1", false),
-        ("bl.case.v1", false),
-        ("bl.victim.v1", true),
-        ("dlq.ingest.v1", false),
-    ] {
-        let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-            common::client().create().expect("admin");
-        let mut t =
-            rdkafka::admin::NewTopic::new(topic, 3, rdkafka::admin::TopicReplication::Fixed(1));
-        if compacted {
-            t = t.set("cleanup.policy", "compact");
-        }
-        let _ = admin
-            .create_topics([&t], &rdkafka::admin::AdminOptions::new())
-            .await;
-    }
+    common::ensure_canonical_topics().await;
     let (registry, _) = start_registry().await;
     let sources = concat!(
         env!("CARGO_MANIFEST_DIR"),

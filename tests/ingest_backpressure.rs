@@ -73,19 +73,7 @@ fn batch(prefix: &str, start: usize, n: usize) -> String {
 async fn a_paused_broker_gets_429_not_unbounded_buffering_and_loses_nothing() {
     let broker_pid = std::env::var("BLUELIGHT_TEST_BROKER_PID")
         .expect("BLUELIGHT_TEST_BROKER_PID: run through deploy/local/test");
-    for topic in [
-        "bl.incident.v1",
-        "bl.case.v1",
-        "bl.victim.v1",
-        "dlq.ingest.v1",
-    ] {
-        let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-            client().create().expect("admin");
-        let t = rdkafka::admin::NewTopic::new(topic, 3, rdkafka::admin::TopicReplication::Fixed(1));
-        let _ = admin
-            .create_topics([&t], &rdkafka::admin::AdminOptions::new())
-            .await;
-    }
+    common::ensure_canonical_topics().await;
     let (registry, _) = start_registry().await;
     let sources = concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -107,3 +107,21 @@ pub async fn start_registry() -> (Service, String) {
     create_topics(&[&topic], true).await;
     (start_service(&["registry", "--topic", &topic]).await, topic)
 }
+
+/// Creates the canonical topics the ingest service writes to, if missing (3 partitions each).
+pub async fn ensure_canonical_topics() {
+    let admin: AdminClient<DefaultClientContext> = client().create().expect("admin");
+    for (topic, compacted) in [
+        ("bl.incident.v1", false),
+        ("bl.case.v1", false),
+        ("bl.victim.v1", true),
+        ("dlq.ingest.v1", false),
+    ] {
+        let mut t = NewTopic::new(topic, 3, TopicReplication::Fixed(1));
+        if compacted {
+            t = t.set("cleanup.policy", "compact");
+        }
+        // Already existing (another test made it) is fine.
+        let _ = admin.create_topics([&t], &AdminOptions::new()).await;
+    }
+}

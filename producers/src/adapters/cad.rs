@@ -10,7 +10,7 @@ use bluelight_avro::records::{
 use serde_json::Value;
 
 use super::{
-    Adapter, Canonical, Mappings, Rejected, SourceContext, Translated, Translation,
+    Adapter, Canonical, Mappings, SourceContext, Translation,
     common::{enum_code, envelope, map_code},
     json::{self, Obj, Problems},
 };
@@ -327,45 +327,9 @@ impl Adapter for Cad {
     }
 
     fn translate(&self, input: &[u8], source: &SourceContext) -> Translation {
-        let mut out = Translation::default();
-        let records = match json::split(input, "events") {
-            Ok(records) => records,
-            Err(problem) => {
-                out.rejected.push(Rejected {
-                    adapter: self.name(),
-                    locator: super::Locator::Document,
-                    problems: vec![problem],
-                    span: 0..input.len(),
-                });
-                return out;
-            }
-        };
-        for record in records {
-            let mut p = Problems::default();
-            let value: Value = serde_json::from_str(record.raw.get()).unwrap_or(Value::Null);
-            let incident = match &value {
-                Value::Object(map) => {
-                    self.incident(Obj { map, path: "" }, record.raw.get(), source, &mut p)
-                }
-                _ => {
-                    p.add("(record)", "must be a JSON object");
-                    None
-                }
-            };
-            match incident {
-                Some(incident) if p.0.is_empty() => out.accepted.push(Translated {
-                    record: Canonical::Incident(Box::new(incident)),
-                    locator: record.locator,
-                    span: record.span,
-                }),
-                _ => out.rejected.push(Rejected {
-                    adapter: self.name(),
-                    locator: record.locator,
-                    problems: p.0,
-                    span: record.span,
-                }),
-            }
-        }
-        out
+        json::translate(self.name(), input, "events", |o, raw, p| {
+            self.incident(o, raw, source, p)
+                .map(|r| Canonical::Incident(Box::new(r)))
+        })
     }
 }

@@ -8,7 +8,7 @@ use bluelight_avro::records::{
 use serde_json::Value;
 
 use super::{
-    Adapter, Canonical, Locator, Mappings, Rejected, SourceContext, Translated, Translation,
+    Adapter, Canonical, Mappings, SourceContext, Translation,
     common::{enum_code, envelope},
     json::{self, Obj, Problems},
 };
@@ -195,46 +195,10 @@ impl Adapter for VictimCrm {
     }
 
     fn translate(&self, input: &[u8], source: &SourceContext) -> Translation {
-        let mut out = Translation::default();
-        let records = match json::split(input, "victims") {
-            Ok(records) => records,
-            Err(problem) => {
-                out.rejected.push(Rejected {
-                    adapter: self.name(),
-                    locator: Locator::Document,
-                    problems: vec![problem],
-                    span: 0..input.len(),
-                });
-                return out;
-            }
-        };
-        for record in records {
-            let mut p = Problems::default();
-            let value: Value = serde_json::from_str(record.raw.get()).unwrap_or(Value::Null);
-            let victim = match &value {
-                Value::Object(map) => {
-                    self.victim(Obj { map, path: "" }, record.raw.get(), source, &mut p)
-                }
-                _ => {
-                    p.add("(record)", "must be a JSON object");
-                    None
-                }
-            };
-            match victim {
-                Some(v) if p.0.is_empty() => out.accepted.push(Translated {
-                    record: Canonical::Victim(Box::new(v)),
-                    locator: record.locator,
-                    span: record.span,
-                }),
-                _ => out.rejected.push(Rejected {
-                    adapter: self.name(),
-                    locator: record.locator,
-                    problems: p.0,
-                    span: record.span,
-                }),
-            }
-        }
-        out
+        json::translate(self.name(), input, "victims", |o, raw, p| {
+            self.victim(o, raw, source, p)
+                .map(|r| Canonical::Victim(Box::new(r)))
+        })
     }
 }
 

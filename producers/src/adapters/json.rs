@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use serde_json::{Map, Value, value::RawValue};
 
-use super::{Locator, Problem};
+use super::{Canonical, Locator, Problem, Rejected, Translated, Translation};
 
 /// One JSON object of a source record, with the dotted path of where it sits inside the record.
 #[derive(Clone, Copy)]
@@ -228,4 +228,52 @@ pub(crate) fn split<'a>(input: &'a [u8], list_key: &str) -> Result<Vec<RawRecord
 fn span_of(text: &str, raw: &RawValue) -> Range<usize> {
     let start = (raw.get().as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
     start..start + raw.get().len()
+}
+
+/// Translates every record of a JSON input with `record`, which reads one record object (and its
+/// raw text, for the event id) and returns the canonical record or leaves its problems in `p`.
+pub(crate) fn translate(
+    adapter: &'static str,
+    input: &[u8],
+    list_key: &str,
+    mut record: impl FnMut(Obj<'_>, &str, &mut Problems) -> Option<Canonical>,
+) -> Translation {
+    let mut out = Translation::default();
+    let records = match split(input, list_key) {
+        Ok(records) => records,
+        Err(problem) => {
+            out.rejected.push(Rejected {
+                adapter,
+                locator: Locator::Document,
+                problems: vec![problem],
+                span: 0..input.len(),
+            });
+            return out;
+        }
+    };
+    for raw in records {
+        let mut p = Problems::default();
+        let value: Value = serde_json::from_str(raw.raw.get()).unwrap_or(Value::Null);
+        let translated = match &value {
+            Value::Object(map) => record(Obj { map, path: "" }, raw.raw.get(), &mut p),
+            _ => {
+                p.add("(record)", "must be a JSON object");
+                None
+            }
+        };
+        match translated {
+            Some(r) if p.0.is_empty() => out.accepted.push(Translated {
+                record: r,
+                locator: raw.locator,
+                span: raw.span,
+            }),
+            _ => out.rejected.push(Rejected {
+                adapter,
+                locator: raw.locator,
+                problems: p.0,
+                span: raw.span,
+            }),
+        }
+    }
+    out
 }

@@ -8,7 +8,10 @@ pub mod cad;
 mod common;
 pub mod crm;
 mod json;
+pub mod mait;
 mod mapping;
+pub mod rms;
+mod xml;
 
 use std::{fmt, ops::Range};
 
@@ -166,6 +169,8 @@ pub fn by_name(name: &str) -> crate::Result<std::sync::Arc<dyn Adapter>> {
     Ok(match name {
         "cad" => std::sync::Arc::new(cad::Cad::new()?),
         "victim-crm" => std::sync::Arc::new(crm::VictimCrm::new()?),
+        "mait" => std::sync::Arc::new(mait::Mait::new()?),
+        "rms" => std::sync::Arc::new(rms::Rms::new()?),
         other => return Err(crate::Error::UnknownAdapter(other.to_owned())),
     })
 }

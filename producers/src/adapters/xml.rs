@@ -388,7 +388,10 @@ mod tests {
         let [a, b] = &root.children[..] else {
             panic!("two children")
         };
-        assert_eq!(&text[a.span.clone()], "<A>x &amp; &#x41;<![CDATA[<y>]]></A>");
+        assert_eq!(
+            &text[a.span.clone()],
+            "<A>x &amp; &#x41;<![CDATA[<y>]]></A>"
+        );
         assert_eq!(a.text, "x & A<y>");
         assert_eq!(&text[b.span.clone()], "<B/>");
         assert!(b.children.is_empty() && b.text.is_empty());
