@@ -9,7 +9,7 @@ BL_MIN_RUST=1.88
 
 if [ -t 2 ]; then BL_B=$'\033[1m' BL_R=$'\033[1;31m' BL_0=$'\033[0m'; else BL_B= BL_R= BL_0=; fi
 # Never fails: a message to a closed pipe (`up | tee` after Ctrl-C) must not abort a clean-up.
-bl_say() { { printf '%s[bluelight]%s %s\n' "$BL_B" "$BL_0" "$*" >&2; } 2>/dev/null || true; }
+bl_say() { printf '%s[bluelight]%s %s\n' "$BL_B" "$BL_0" "$*" >&2 2>/dev/null || true; }
 bl_die() { printf '%s[bluelight] error:%s %s\n' "$BL_R" "$BL_0" "$*" >&2; exit 1; }
 
 # Installs what a fresh Debian/Ubuntu machine lacks (as root, through apt), or says what to install.
