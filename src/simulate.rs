@@ -11,8 +11,9 @@ use bluelight_producers::{
 use clap::Args;
 
 /// Send realistic multi-agency scenarios to the ingest API, in the source systems' own formats, at
-/// a steady rate: road traffic collisions, domestic abuse calls with victim registration, welfare
-/// calls, repeat callers. The same --seed always tells the same stories.
+/// a steady rate: road traffic collisions (CAD), domestic abuse calls that become cases with arrest,
+/// charge and hearing (CAD, victim CRM, RMS), mental-health welfare calls, repeat callers, and floods
+/// declared major incidents with an M/ETHANE report (MAIT). The same --seed tells the same stories.
 #[derive(Debug, Args)]
 pub struct SimulateCommand {
     /// The ingest API.
@@ -45,7 +46,7 @@ pub struct SimulateCommand {
     #[arg(long, value_name = "N")]
     stories: Option<u64>,
 
-    /// Only these scenarios (repeat the flag): rtc, domestic-abuse, welfare, repeat-caller.
+    /// Only these scenarios (repeat the flag): rtc, domestic-abuse, welfare, repeat-caller, flood.
     #[arg(long = "scenario", value_name = "NAME")]
     scenarios: Vec<String>,
 }
@@ -60,7 +61,7 @@ impl SimulateCommand {
         for name in &self.scenarios {
             let Some(s) = Scenario::ALL.into_iter().find(|s| s.name() == name) else {
                 bail!(
-                    "unknown scenario {name:?}; known: rtc, domestic-abuse, welfare, repeat-caller"
+                    "unknown scenario {name:?}; known: rtc, domestic-abuse, welfare, repeat-caller, flood"
                 );
             };
             scenarios.push(s);

@@ -17,6 +17,9 @@ pub enum Scenario {
     WelfareCall,
     /// The same caller ringing again about the same person.
     RepeatCaller,
+    /// A flood declared a major incident by fire, sent to partners as a MAIT transfer with an
+    /// M/ETHANE report.
+    Flood,
 }
 
 impl Scenario {
@@ -33,6 +36,7 @@ impl Scenario {
             Scenario::DomesticAbuse => "domestic-abuse",
             Scenario::WelfareCall => "welfare",
             Scenario::RepeatCaller => "repeat-caller",
+            Scenario::Flood => "flood",
         }
     }
 }
@@ -50,6 +54,10 @@ pub struct Payload {
 
 pub const CAD_SOURCE: &str = "avon-police-cad";
 pub const CRM_SOURCE: &str = "avon-victim-care-crm";
+pub const RMS_SOURCE: &str = "avon-police-rms";
+pub const MAIT_SOURCE: &str = "avon-fire-mait";
+
+const RMS_HEADER: &str = "milestone,crime_ref,incident_id,occurred_at,offence_codes,oic_force,oic_collar,victim_ref,victim_enhanced,victim_enhanced_reasons,victim_contact_channel,victim_contact_frequency,suspect_ref,court,court_code,hearing_start,hearing_type";
 
 /// SplitMix64: tiny, fast and fully determined by its seed.
 #[derive(Debug, Clone)]
@@ -195,6 +203,29 @@ impl Simulator {
                     "case_refs": [format!("CRIME-SIM-{n:06}")], "enhanced_rights": true, "enhanced_reasons": ["DA"],
                     "contact": { "channel": *self.rng.pick(&["SMS", "EMAIL", "PHONE"]), "frequency": "MILESTONES" }
                 });
+                // The case that follows: recorded, arrest, charge, first hearing.
+                let crime = format!("CRIME-SIM-{n:06}");
+                let channel = *self.rng.pick(&["SMS", "EMAIL", "PHONE"]);
+                let victim_cols = format!("{victim},Y,DA,{channel},MILESTONES");
+                let rows = [
+                    format!(
+                        "RECORDED,{crime},{incident},{},008/01,52,PC{n},{victim_cols},,,,,",
+                        at(120)
+                    ),
+                    format!(
+                        "ARREST,{crime},{incident},{},,52,PC{n},{victim_cols},S-SIM-{n},,,,",
+                        at(240)
+                    ),
+                    format!(
+                        "CHARGE,{crime},{incident},{},008/01,52,PC{n},{victim_cols},S-SIM-{n},,,,",
+                        at(1440)
+                    ),
+                    format!(
+                        "HEARING_LISTED,{crime},{incident},{},,52,PC{n},{victim_cols},S-SIM-{n},Bristol Magistrates' Court,B01LY00,{},FAH",
+                        at(1500),
+                        at(20160)
+                    ),
+                ];
                 vec![
                     cad(vec![open]),
                     Payload {
@@ -202,6 +233,12 @@ impl Simulator {
                         content_type: "application/json",
                         records: 1,
                         body: json!({ "victims": [registration] }).to_string(),
+                    },
+                    Payload {
+                        source: RMS_SOURCE,
+                        content_type: "text/csv",
+                        records: rows.len(),
+                        body: format!("{RMS_HEADER}\n{}\n", rows.join("\n")),
                     },
                 ]
             }
@@ -229,6 +266,56 @@ impl Simulator {
                 close["closure_code"] = json!("NFA");
                 vec![cad(vec![open]), cad(vec![close])]
             }
+            Scenario::Flood => {
+                let serious = self.rng.below(4);
+                let displaced = 20 + self.rng.below(200);
+                let body = format!(
+                    r#"<MAITMessage xmlns="urn:bluelight:mait:1">
+  <Header>
+    <MessageID>AFR-SIM-{n:06}</MessageID>
+    <MessageType>NEW</MessageType>
+    <SentAt>{sent}</SentAt>
+    <SenderOrganisation>avon-fire</SenderOrganisation>
+  </Header>
+  <Incident>
+    <IncidentID>{incident}</IncidentID>
+    <LocalReference>AF-SIM-{n:06}</LocalReference>
+    <IncidentType>FLOOD</IncidentType>
+    <Priority>1</Priority>
+    <Status>ONSCENE</Status>
+    <OccurredAt>{occurred}</OccurredAt>
+    <Location>
+      <UPRN>{uprn}</UPRN>
+      <Postcode>{postcode}</Postcode>
+      <Latitude>{lat}</Latitude>
+      <Longitude>{lon}</Longitude>
+    </Location>
+    <METHANE>
+      <MajorIncidentDeclared>true</MajorIncidentDeclared>
+      <ExactLocation>{address}</ExactLocation>
+      <IncidentType>River flooding of homes and roads</IncidentType>
+      <Hazards>Fast-flowing water; electricity in flooded buildings</Hazards>
+      <Access>RVP at the fire station; approach from the north</Access>
+      <Casualties><Fatal>0</Fatal><Serious>{serious}</Serious><Minor>3</Minor><Uninjured>{displaced}</Uninjured></Casualties>
+      <EmergencyServicesPresent><Agency>FRS</Agency></EmergencyServicesPresent>
+      <EmergencyServicesRequired><Agency>POLICE</Agency><Agency>AMB</Agency><Agency>LA</Agency></EmergencyServicesRequired>
+      <ReportedAt>{sent}</ReportedAt>
+    </METHANE>
+    <Hazards><Hazard>WATER</Hazard><Hazard>ELEC</Hazard></Hazards>
+    <AgenciesRequested><Agency>POLICE</Agency><Agency>AMB</Agency><Agency>LA</Agency></AgenciesRequested>
+  </Incident>
+</MAITMessage>
+"#,
+                    sent = at(10),
+                    occurred = at(0),
+                );
+                vec![Payload {
+                    source: MAIT_SOURCE,
+                    content_type: "application/xml",
+                    records: 1,
+                    body,
+                }]
+            }
         };
         (scenario, payloads)
     }
@@ -255,10 +342,11 @@ mod tests {
             assert_eq!((scenario, payloads.clone()), b.next_story());
             seen.insert(scenario);
             for p in payloads {
-                let source = if p.source == CAD_SOURCE {
-                    ("avon-police", "cad", "cad")
-                } else {
-                    ("avon-victim-care", "victim-crm", "victim-crm")
+                let source = match p.source {
+                    CAD_SOURCE => ("avon-police", "cad", "cad"),
+                    CRM_SOURCE => ("avon-victim-care", "victim-crm", "victim-crm"),
+                    RMS_SOURCE => ("avon-police", "rms", "rms"),
+                    _ => ("avon-fire", "mait", "mait"),
                 };
                 let adapter: std::sync::Arc<dyn Adapter> = by_name(source.2).expect("adapter");
                 let ctx = SourceContext {
