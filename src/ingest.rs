@@ -179,7 +179,12 @@ async fn batch(
         done += n;
         dead += published.dead_lettered;
         if progress {
-            eprint!("\rpublished {done}/{total} records");
+            let filled = done * 30 / total.max(1);
+            eprint!(
+                "\r[{}{}] {done}/{total} records",
+                "#".repeat(filled),
+                " ".repeat(30 - filled)
+            );
             let _ = std::io::stderr().flush();
         }
     }

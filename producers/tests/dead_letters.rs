@@ -1,0 +1,299 @@
+//! For every adapter: a batch with ten bad records (each broken in a different way) and a good one,
+//! published to the real broker. Every bad record lands on the dead-letter topic with its original
+//! bytes and its error; the good one is published; nothing is lost.
+//! (The precise error texts are asserted per adapter in the unit tests' tables.)
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use bluelight_avro::{
+    Codec,
+    records::{CaseEvent, IncidentEvent, Timestamp, VictimEvent},
+};
+use bluelight_producers::{
+    adapters::{SourceContext, by_name},
+    publish::{Publisher, PublisherConfig, Submission, Topics, subject},
+};
+use bluelight_topics::testing::{self, unique};
+use rdkafka::{
+    ClientConfig, Message,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    consumer::{Consumer, StreamConsumer},
+    message::{Headers, OwnedMessage},
+};
+use serde_json::{Value, json};
+
+fn client() -> ClientConfig {
+    testing::kafka().client_config("dlq-test").expect("config")
+}
+
+async fn publisher() -> (Publisher, Topics) {
+    let topics = Topics {
+        incident: format!("{}.v1", unique("bl.dlqinc")),
+        case: format!("{}.v1", unique("bl.dlqcase")),
+        victim: format!("{}.v1", unique("bl.dlqvic")),
+        dead_letter: format!("{}.v1", unique("dlq.test")),
+    };
+    let admin: AdminClient<DefaultClientContext> = client().create().expect("admin");
+    let new: Vec<NewTopic<'_>> = [
+        &topics.incident,
+        &topics.case,
+        &topics.victim,
+        &topics.dead_letter,
+    ]
+    .into_iter()
+    .map(|t| NewTopic::new(t, 2, TopicReplication::Fixed(1)))
+    .collect();
+    for r in admin
+        .create_topics(&new, &AdminOptions::new())
+        .await
+        .expect("create")
+    {
+        r.expect("created");
+    }
+    let codec = Arc::new(Codec::new("http://127.0.0.1:9", Duration::from_secs(1)).expect("codec"));
+    codec
+        .preload::<IncidentEvent>(1, &subject(&topics.incident))
+        .expect("preload");
+    codec
+        .preload::<CaseEvent>(2, &subject(&topics.case))
+        .expect("preload");
+    codec
+        .preload::<VictimEvent>(3, &subject(&topics.victim))
+        .expect("preload");
+    let config = PublisherConfig {
+        topics: topics.clone(),
+        max_in_flight: 1000,
+        delivery_timeout: Duration::from_secs(30),
+    };
+    (
+        Publisher::new(client(), codec, config).expect("publisher"),
+        topics,
+    )
+}
+
+async fn read(topic: &str, n: usize) -> Vec<OwnedMessage> {
+    let consumer: StreamConsumer = client()
+        .set("group.id", unique("dlq-"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    while out.len() < n {
+        let msg = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("within 30 s")
+            .expect("record");
+        out.push(msg.detach());
+    }
+    out
+}
+
+fn header(msg: &OwnedMessage, key: &str) -> Option<String> {
+    msg.headers()?
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Publishes `input` as `adapter` and checks the dead letters against the rejections.
+async fn check(adapter: &str, org: &str, input: &str, bad: usize, good: usize) {
+    let (publisher, topics) = publisher().await;
+    let source = SourceContext {
+        org: org.into(),
+        system: adapter.into(),
+        received_at: Timestamp(1_795_300_000_000),
+    };
+    let translation = by_name(adapter)
+        .expect("adapter")
+        .translate(input.as_bytes(), &source);
+    let messages: Vec<String> = translation
+        .rejected
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        translation.rejected.len(),
+        bad,
+        "{adapter}: rejections:\n{}",
+        messages.join("\n")
+    );
+    assert_eq!(translation.accepted.len(), good, "{adapter}");
+    let published = publisher
+        .publish(Submission {
+            input: input.as_bytes(),
+            translation: &translation,
+            source: &source,
+            traceparent: None,
+        })
+        .await
+        .expect("publish");
+    assert_eq!(published.dead_lettered, bad);
+    let dead = read(&topics.dead_letter, bad).await;
+    let by_record: HashMap<String, &OwnedMessage> = dead
+        .iter()
+        .map(|m| (header(m, "bl-record").expect("bl-record"), m))
+        .collect();
+    assert_eq!(by_record.len(), bad, "one dead letter per bad record");
+    for r in &translation.rejected {
+        let msg = by_record[&r.locator.to_string()];
+        assert_eq!(
+            msg.payload(),
+            Some(&input.as_bytes()[r.span.clone()]),
+            "{adapter} {}: original bytes",
+            r.locator
+        );
+        assert_eq!(header(msg, "bl-error"), Some(r.to_string()));
+        assert_eq!(header(msg, "bl-adapter").as_deref(), Some(adapter));
+        assert_eq!(header(msg, "bl-source").as_deref(), Some(org));
+    }
+}
+
+fn mutate_json(example: &str, list: &str, edits: &[(&str, Value)]) -> String {
+    let doc: Value = serde_json::from_str(example).expect("example");
+    let first = doc[list][0].clone();
+    let mut records = vec![first.clone()];
+    for (pointer, value) in edits {
+        let mut r = first.clone();
+        *r.pointer_mut(pointer)
+            .unwrap_or_else(|| panic!("{pointer}")) = value.clone();
+        records.push(r);
+    }
+    serde_json::to_string_pretty(&json!({ list: records })).expect("json")
+}
+
+#[tokio::test]
+async fn cad_bad_records_are_dead_lettered_with_their_bytes() {
+    let edits = [
+        ("/incident_id", json!("")),
+        ("/action", json!("reopen")),
+        ("/occurred_at", json!("2026-11-22T08:14:03")),
+        ("/type", json!("UFO")),
+        ("/grade", json!(9)),
+        ("/classification", json!("SECRET")),
+        ("/location/postcode", json!("BS1")),
+        ("/location/lat", json!(95.0)),
+        ("/hazards", json!(["LAVA"])),
+        ("/persons/1/dob", json!("02/05/1941")),
+    ];
+    check(
+        "cad",
+        "avon-police",
+        &mutate_json(
+            include_str!("../examples/cad-incidents.json"),
+            "events",
+            &edits,
+        ),
+        10,
+        1,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn victim_crm_bad_records_are_dead_lettered_with_their_bytes() {
+    let edits = [
+        ("/victim_ref", json!("")),
+        ("/action", json!("delete")),
+        ("/occurred_at", json!("yesterday")),
+        ("/enhanced_reasons", json!([])),
+        ("/enhanced_rights", json!("yes")),
+        ("/contact/channel", json!("PIGEON")),
+        ("/contact/frequency", json!(7)),
+        ("/person/dob", json!("2999-01-01")),
+        ("/person/address/postcode", json!("NOWHERE")),
+        ("/case_refs", json!("CRIME-1")),
+    ];
+    check(
+        "victim-crm",
+        "avon-victim-care",
+        &mutate_json(
+            include_str!("../examples/victim-crm.json"),
+            "victims",
+            &edits,
+        ),
+        10,
+        1,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rms_bad_rows_are_dead_lettered_with_their_bytes() {
+    let example = include_str!("../examples/rms-export.csv");
+    let mut reader = csv::ReaderBuilder::new()
+        .comment(Some(b'#'))
+        .from_reader(example.as_bytes());
+    let header = reader.headers().expect("header").clone();
+    let first: csv::StringRecord = reader.records().next().expect("row").expect("row");
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("{name}"))
+    };
+    let edits = [
+        ("milestone", "ESCAPED"),
+        ("crime_ref", ""),
+        ("occurred_at", "2026-10-03 22:40"),
+        ("offence_codes", "8/1"),
+        ("oic_force", "99"),
+        ("victim_enhanced", "MAYBE"),
+        ("victim_enhanced_reasons", "ANGRY"),
+        ("victim_contact_channel", "PIGEON"),
+        ("classification", "SECRET"),
+        ("recorded_at", "soon"),
+    ];
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record(&header).expect("header");
+    out.write_record(&first).expect("row");
+    for (name, value) in edits {
+        let mut row: Vec<String> = first.iter().map(str::to_owned).collect();
+        row[column(name)] = value.to_owned();
+        out.write_record(&row).expect("row");
+    }
+    let input = String::from_utf8(out.into_inner().expect("csv")).expect("utf8");
+    check("rms", "avon-police", &input, 10, 1).await;
+}
+
+#[tokio::test]
+async fn mait_bad_incidents_are_dead_lettered_with_their_bytes() {
+    let example = include_str!("../examples/mait-incident.xml");
+    let start = example.find("<Incident>").expect("incident");
+    let end = example.find("</Incident>").expect("end") + "</Incident>".len();
+    let incident = &example[start..end];
+    let edits = [
+        (
+            "<IncidentID>INC-20261122-0051</IncidentID>",
+            "<IncidentID></IncidentID>",
+        ),
+        (
+            "<IncidentType>FIRE-DWELL</IncidentType>",
+            "<IncidentType>UFO</IncidentType>",
+        ),
+        ("<Priority>1</Priority>", "<Priority>9</Priority>"),
+        (
+            "<OccurredAt>2026-11-22T08:09:00Z</OccurredAt>",
+            "<OccurredAt>2026-11-22 08:09</OccurredAt>",
+        ),
+        ("<UPRN>100120098765</UPRN>", "<UPRN>12AB</UPRN>"),
+        ("<Postcode>bs1 4sb</Postcode>", "<Postcode>NOPE</Postcode>"),
+        ("<Latitude>51.4508</Latitude>", "<Latitude>95.5</Latitude>"),
+        ("<Hazard>SMOKE</Hazard>", "<Hazard>LAVA</Hazard>"),
+        ("<Role>CALLER</Role>", "<Role>BYSTANDER</Role>"),
+        (
+            "<MajorIncidentDeclared>true</MajorIncidentDeclared>",
+            "<MajorIncidentDeclared>perhaps</MajorIncidentDeclared>",
+        ),
+    ];
+    let mut body = String::from(incident);
+    for (from, to) in edits {
+        assert!(incident.contains(from), "{from}");
+        body.push('\n');
+        body.push_str(&incident.replacen(from, to, 1));
+    }
+    let input = format!("{}{}{}", &example[..start], body, &example[end..]);
+    check("mait", "avon-fire", &input, 10, 2).await;
+}
