@@ -4,6 +4,7 @@
 //! wiring lives in its own module (`topics.rs`, ...) and the work itself in the library crates.
 #![allow(clippy::print_stdout)] // a CLI's output is its interface
 
+mod agreements;
 mod ingest;
 mod ops;
 mod registry;
@@ -38,6 +39,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Check Information Sharing Agreements (agreements/*.toml) before they are signed off.
+    Agreements(agreements::AgreementsCommand),
     /// Check, create and inspect the topics in the catalogue (topics/topics.toml).
     Topics(topics::TopicsCommand),
     /// Receive source systems' records over HTTP (or load a file), translate and publish them.
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Agreements(cmd) => cmd.run().await,
             Command::Topics(cmd) => cmd.run().await,
             Command::Ingest(cmd) => cmd.run().await,
             Command::Registry(cmd) => cmd.run().await,

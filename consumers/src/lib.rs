@@ -1,5 +1,13 @@
 //! Turning canonical events into governed feeds for people and partner systems.
 //!
-//! This crate will hold the sharing-agreement policy engine, the exactly-once projector that writes
-//! per-recipient feeds together with their DPA 2018 s62 audit records, the Victims' Code update
-//! service, and the live gateway with its control-room board. Arrives with the projector issue.
+//! - [`policy`]: Information Sharing Agreements as files (`agreements/*.toml`), loaded and checked
+//!   (field paths against the canonical schemas, CEL conditions parsed and tried on a sample
+//!   record, validity dates, overlaps), reporting every problem with its file and line. Default
+//!   deny: a field reaches a recipient only when a clause in force names it.
+//!
+//! The projector, victim updates and the gateway build on these.
+
+mod error;
+pub mod policy;
+
+pub use error::{Error, ErrorDomain, Problem, Result};

@@ -1,0 +1,461 @@
+//! Loading and checking agreements; every problem is reported with its file and line.
+
+use std::{collections::BTreeMap, path::Path};
+
+use bluelight_avro::records::{Classification, EventType, samples};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{
+    Agreement, Clause, FieldRule, Recipient, Transform,
+    agreement::{Generalisation, TRANSFORMS},
+    fields::Entity,
+};
+use crate::{Error, Problem, Result};
+
+/// Every agreement of a directory, checked together.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub agreements: Vec<Agreement>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    id: Spanned<String>,
+    title: String,
+    version: String,
+    controllers: Spanned<Vec<String>>,
+    purposes: Spanned<Vec<String>>,
+    lawful_basis: Spanned<String>,
+    valid_from: Spanned<String>,
+    valid_to: Option<Spanned<String>>,
+    review_date: Spanned<String>,
+    classification_ceiling: Spanned<String>,
+    recipient: Spanned<RawRecipient>,
+    #[serde(default)]
+    clause: Vec<Spanned<RawClause>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecipient {
+    org: String,
+    feeds: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClause {
+    id: String,
+    entity: Spanned<String>,
+    event_types: Spanned<Vec<String>>,
+    condition: Option<Spanned<String>>,
+    fields: Spanned<BTreeMap<Spanned<String>, String>>,
+}
+
+struct Lines<'a>(&'a str);
+
+impl Lines<'_> {
+    fn of(&self, offset: usize) -> usize {
+        self.0[..offset.min(self.0.len())].matches('\n').count() + 1
+    }
+}
+
+/// Loads every `*.toml` of a directory; today decides which are expired.
+pub fn load_dir(dir: &Path, today: jiff::civil::Date) -> Result<Policy> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| Error::Read {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    entries.sort();
+    let mut files = Vec::new();
+    for path in entries {
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        files.push((path.display().to_string(), text));
+    }
+    if files.is_empty() {
+        return Err(Error::Agreements(vec![Problem {
+            file: dir.display().to_string(),
+            line: 0,
+            reason: "holds no *.toml agreements; with none, nothing is shared (default deny)"
+                .into(),
+        }]));
+    }
+    load_str(&files, today)
+}
+
+/// Checks agreements given as (file name, text) pairs.
+pub fn load_str(files: &[(String, String)], today: jiff::civil::Date) -> Result<Policy> {
+    let mut problems = Vec::new();
+    let mut agreements = Vec::new();
+    for (file, text) in files {
+        let lines = Lines(text);
+        let mut fail = |at: usize, reason: String| {
+            problems.push(Problem {
+                file: file.clone(),
+                line: lines.of(at),
+                reason,
+            })
+        };
+        let raw: Raw = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                fail(
+                    e.span().map_or(0, |s| s.start),
+                    e.message().trim().to_owned(),
+                );
+                continue;
+            }
+        };
+        if let Some(a) = check(raw, file, today, &mut fail) {
+            agreements.push(a);
+        }
+    }
+    check_across(&agreements, &mut problems);
+    if problems.is_empty() {
+        Ok(Policy { agreements })
+    } else {
+        Err(Error::Agreements(problems))
+    }
+}
+
+fn date(
+    s: &Spanned<String>,
+    field: &str,
+    fail: &mut impl FnMut(usize, String),
+) -> Option<jiff::civil::Date> {
+    s.get_ref()
+        .parse()
+        .map_err(|_| {
+            fail(
+                s.span().start,
+                format!("{field} {:?} is not a date (YYYY-MM-DD)", s.get_ref()),
+            )
+        })
+        .ok()
+}
+
+fn check(
+    raw: Raw,
+    file: &str,
+    today: jiff::civil::Date,
+    fail: &mut impl FnMut(usize, String),
+) -> Option<Agreement> {
+    let before = std::cell::Cell::new(0usize);
+    let mut count = |at: usize, reason: String| {
+        before.set(before.get() + 1);
+        fail(at, reason);
+    };
+    let id = raw.id.get_ref().trim().to_owned();
+    if id.is_empty() {
+        count(raw.id.span().start, "id must not be empty".into());
+    }
+    for (name, list) in [
+        ("controllers", &raw.controllers),
+        ("purposes", &raw.purposes),
+    ] {
+        if list.get_ref().is_empty() {
+            count(list.span().start, format!("{name} must name at least one"));
+        }
+    }
+    if raw.lawful_basis.get_ref().trim().is_empty() {
+        count(
+            raw.lawful_basis.span().start,
+            "lawful_basis must say under which law the sharing happens".into(),
+        );
+    }
+    let valid_from = date(&raw.valid_from, "valid_from", &mut count);
+    let valid_to = raw
+        .valid_to
+        .as_ref()
+        .and_then(|d| date(d, "valid_to", &mut count));
+    let review_date = date(&raw.review_date, "review_date", &mut count);
+    if let (Some(from), Some(to)) = (valid_from, valid_to) {
+        if to < from {
+            count(
+                raw.valid_to.as_ref().map_or(0, |d| d.span().start),
+                format!("valid_to {to} is before valid_from {from}"),
+            );
+        } else if to < today {
+            count(
+                raw.valid_to.as_ref().map_or(0, |d| d.span().start),
+                format!("expired on {to}; extend valid_to after review, or remove the file"),
+            );
+        }
+    }
+    let ceiling = match raw.classification_ceiling.get_ref().as_str() {
+        "OFFICIAL" => Some(Classification::Official),
+        "OFFICIAL-SENSITIVE" => Some(Classification::OfficialSensitive),
+        other => {
+            count(
+                raw.classification_ceiling.span().start,
+                format!("classification_ceiling {other:?} is not OFFICIAL or OFFICIAL-SENSITIVE"),
+            );
+            None
+        }
+    };
+    let r = raw.recipient.get_ref();
+    let mut feeds = Vec::new();
+    for f in &r.feeds {
+        match Entity::parse(f) {
+            Some(e) => feeds.push(e),
+            None => count(
+                raw.recipient.span().start,
+                format!("recipient feed {f:?} is not incident, case or victim"),
+            ),
+        }
+    }
+    if r.org.is_empty()
+        || !r
+            .org
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        count(
+            raw.recipient.span().start,
+            format!(
+                "recipient org {:?} must be lower-case letters, digits and hyphens",
+                r.org
+            ),
+        );
+    }
+
+    let mut clauses: Vec<Clause> = Vec::new();
+    for c in &raw.clause {
+        let at = c.span().start;
+        let c = c.get_ref();
+        if clauses.iter().any(|x| x.id == c.id) {
+            count(at, format!("clause {} is listed twice", c.id));
+        }
+        let Some(entity) = Entity::parse(c.entity.get_ref()) else {
+            count(
+                c.entity.span().start,
+                format!(
+                    "clause {}: entity {:?} is not incident, case or victim",
+                    c.id,
+                    c.entity.get_ref()
+                ),
+            );
+            continue;
+        };
+        if !feeds.contains(&entity) {
+            count(
+                c.entity.span().start,
+                format!(
+                    "clause {}: the recipient has no {} feed; add it to recipient.feeds",
+                    c.id,
+                    entity.name()
+                ),
+            );
+        }
+        let topic = format!("bl.{}.v1", entity.name());
+        let mut event_types = Vec::new();
+        for t in c.event_types.get_ref() {
+            match serde_json::from_value::<EventType>(serde_json::Value::String(t.clone())) {
+                Ok(e) if e.topic() == topic => event_types.push(e),
+                Ok(_) => count(
+                    c.event_types.span().start,
+                    format!("clause {}: {t} is not a {} event", c.id, entity.name()),
+                ),
+                Err(_) => count(
+                    c.event_types.span().start,
+                    format!("clause {}: {t:?} is not an event type", c.id),
+                ),
+            }
+        }
+        if c.event_types.get_ref().is_empty() {
+            count(
+                c.event_types.span().start,
+                format!("clause {}: event_types must name at least one", c.id),
+            );
+        }
+        let condition = c.condition.as_ref().and_then(|src| {
+            let text = src.get_ref();
+            match cel::Program::compile(text) {
+                Err(e) => {
+                    count(
+                        src.span().start,
+                        format!(
+                            "clause {}: condition does not parse: {}",
+                            c.id,
+                            e.to_string().replace('\n', " ")
+                        ),
+                    );
+                    None
+                }
+                Ok(program) => match try_condition(&program, entity) {
+                    Ok(()) => Some((text.clone(), program)),
+                    Err(why) => {
+                        count(
+                            src.span().start,
+                            format!("clause {}: condition {text:?} {why}", c.id),
+                        );
+                        None
+                    }
+                },
+            }
+        });
+        let known = entity.paths();
+        let mut fields = Vec::new();
+        for (spanned_path, transform) in c.fields.get_ref() {
+            let at = spanned_path.span().start;
+            let path = spanned_path.get_ref();
+            if !known.contains(path) {
+                count(
+                    at,
+                    format!("clause {}: {} has no field {path:?}", c.id, entity.name()),
+                );
+                continue;
+            }
+            let Some(t) = Transform::parse(transform) else {
+                count(
+                    at,
+                    format!(
+                        "clause {}: {path}: transform {transform:?} is not one of {TRANSFORMS}",
+                        c.id
+                    ),
+                );
+                continue;
+            };
+            if let Transform::Generalise(g) = t {
+                let leaf = path.rsplit('.').next().unwrap_or(path);
+                let fits = match g {
+                    Generalisation::PostcodeSector => leaf == "postcode",
+                    Generalisation::Grid1Km => {
+                        matches!(leaf, "latitude" | "longitude" | "easting" | "northing")
+                    }
+                    Generalisation::AgeBand => leaf == "date_of_birth",
+                    Generalisation::Hour => leaf.ends_with("_at"),
+                };
+                if !fits {
+                    count(
+                        at,
+                        format!(
+                            "clause {}: {path}: {} does not apply to this field",
+                            c.id,
+                            t.name()
+                        ),
+                    );
+                    continue;
+                }
+            }
+            fields.push(FieldRule {
+                path: path.clone(),
+                transform: t,
+            });
+        }
+        if c.fields.get_ref().is_empty() {
+            count(
+                c.fields.span().start,
+                format!(
+                    "clause {}: shares no fields; a clause must name what it shares",
+                    c.id
+                ),
+            );
+        }
+        clauses.push(Clause {
+            id: c.id.clone(),
+            entity,
+            event_types,
+            condition,
+            fields,
+        });
+    }
+    if raw.clause.is_empty() {
+        count(0, "has no [[clause]]: nothing would be shared".into());
+    }
+    if before.get() > 0 {
+        return None;
+    }
+    Some(Agreement {
+        id,
+        title: raw.title,
+        version: raw.version,
+        controllers: raw.controllers.into_inner(),
+        recipient: Recipient {
+            org: r.org.clone(),
+            feeds,
+        },
+        purposes: raw.purposes.into_inner(),
+        lawful_basis: raw.lawful_basis.into_inner(),
+        valid_from: valid_from?,
+        valid_to,
+        review_date: review_date?,
+        ceiling: ceiling?,
+        clauses,
+        file: file.to_owned(),
+    })
+}
+
+/// Runs a condition on a fully populated sample record: it must give true or false.
+fn try_condition(program: &cel::Program, entity: Entity) -> Result<(), String> {
+    let record = match entity {
+        Entity::Incident => serde_json::to_value(samples::incident(EventType::IncidentOpened)),
+        Entity::Case => serde_json::to_value(samples::case(EventType::SuspectCharged)),
+        Entity::Victim => serde_json::to_value(samples::victim(EventType::VictimRegistered)),
+    }
+    .map_err(|e| e.to_string())?;
+    let mut context = cel::Context::default();
+    for (name, value) in record.as_object().into_iter().flatten() {
+        let value = cel::to_value(value).map_err(|e| e.to_string())?;
+        context.add_variable_from_value(name.clone(), value);
+    }
+    match program.execute(&context) {
+        Ok(cel::Value::Bool(_)) => Ok(()),
+        Ok(other) => Err(format!(
+            "gives {other:?} on a sample {}, not true or false",
+            entity.name()
+        )),
+        Err(e) => Err(format!("fails on a sample {}: {e}", entity.name())),
+    }
+}
+
+/// Two agreements in force at once for the same recipient and controller that cover the same
+/// event types would make the decision ambiguous.
+fn check_across(agreements: &[Agreement], problems: &mut Vec<Problem>) {
+    let mut ids = BTreeMap::new();
+    for a in agreements {
+        if let Some(first) = ids.insert(a.id.clone(), a.file.clone()) {
+            problems.push(Problem {
+                file: a.file.clone(),
+                line: 0,
+                reason: format!("id {} is also used by {first}", a.id),
+            });
+        }
+    }
+    for (i, a) in agreements.iter().enumerate() {
+        for b in &agreements[i + 1..] {
+            let same_parties = a.recipient.org == b.recipient.org
+                && a.controllers.iter().any(|c| b.controllers.contains(c));
+            let overlap_in_time = a.valid_to.is_none_or(|to| b.valid_from <= to)
+                && b.valid_to.is_none_or(|to| a.valid_from <= to);
+            let shared: Vec<EventType> = a
+                .clauses
+                .iter()
+                .flat_map(|c| c.event_types.iter().copied())
+                .filter(|t| b.clauses.iter().any(|c| c.event_types.contains(t)))
+                .collect();
+            if same_parties && overlap_in_time && !shared.is_empty() {
+                problems.push(Problem {
+                    file: b.file.clone(),
+                    line: 0,
+                    reason: format!(
+                        "overlaps {} ({}): same controller and recipient {}, both in force at once, both covering {:?}; merge them or end one",
+                        a.id, a.file, a.recipient.org, shared[0]
+                    ),
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
