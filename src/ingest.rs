@@ -43,23 +43,17 @@ pub struct IngestCommand {
     #[arg(long, env = "BLUELIGHT_INGEST_SOURCES", value_name = "FILE")]
     sources: PathBuf,
 
-    /// Records admitted and not yet acknowledged by the broker; beyond it requests get 429.
-    #[arg(
-        long,
-        env = "BLUELIGHT_INGEST_MAX_IN_FLIGHT",
-        default_value = "10000",
-        value_name = "N"
-    )]
-    max_in_flight: usize,
+    /// Records admitted and not yet acknowledged by the broker; beyond it requests get 429 (and a
+    /// single request holding more records than this gets 413: split it).
+    #[arg(long, env = "BLUELIGHT_INGEST_MAX_IN_FLIGHT", default_value = "10000", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(2..))]
+    max_in_flight: u32,
 
-    /// Largest request body in bytes; larger ones get 413.
-    #[arg(
-        long,
-        env = "BLUELIGHT_INGEST_MAX_BODY_BYTES",
-        default_value = "4194304",
-        value_name = "BYTES"
-    )]
-    max_body_bytes: usize,
+    /// Largest request body in bytes; larger ones get 413. At most 1000000: a body refused as a
+    /// whole is dead-lettered as one Kafka record, and brokers take 1 MB records by default.
+    #[arg(long, env = "BLUELIGHT_INGEST_MAX_BODY_BYTES", default_value = "900000", value_name = "BYTES",
+          value_parser = clap::value_parser!(u32).range(1024..=1_000_000))]
+    max_body_bytes: u32,
 
     /// Batch mode: load this file (or `-` for standard input) and exit instead of serving HTTP.
     #[arg(long, value_name = "PATH", requires = "source")]
@@ -81,7 +75,7 @@ impl IngestCommand {
         let sources = Sources::load(&self.sources)?;
         let codec = Arc::new(self.registry.codec()?);
         let config = PublisherConfig {
-            max_in_flight: self.max_in_flight,
+            max_in_flight: self.max_in_flight as usize,
             ..PublisherConfig::default()
         };
         let publisher = Arc::new(Publisher::new(
@@ -98,7 +92,7 @@ impl IngestCommand {
         let ingest = Arc::new(Ingest::new(
             sources,
             publisher.clone(),
-            self.max_body_bytes,
+            self.max_body_bytes as usize,
         )?);
         let ready = Arc::new(move || {
             if publisher.available() == 0 {
@@ -153,9 +147,12 @@ async fn batch(
     let mut accepted = translation.accepted.iter().peekable();
     let mut rejected = translation.rejected.iter().peekable();
     while accepted.peek().is_some() || rejected.peek().is_some() {
+        // At most `slice` records in all, accepted first.
+        let accepted_part: Vec<_> = accepted.by_ref().take(slice).cloned().collect();
+        let room = slice - accepted_part.len();
         let part = Translation {
-            accepted: accepted.by_ref().take(slice).cloned().collect(),
-            rejected: rejected.by_ref().take(slice).cloned().collect(),
+            accepted: accepted_part,
+            rejected: rejected.by_ref().take(room).cloned().collect(),
         };
         let n = part.accepted.len() + part.rejected.len();
         let mut delay = Duration::from_millis(100);

@@ -113,4 +113,13 @@ async fn every_event_type_round_trips_through_the_broker() {
         .await
         .expect("fetch by id and decode");
     assert_eq!(decoded.envelope.event_type, EventType::SuspectCharged);
+    // An id the registry does not have is the record's fault (dead-letter it), not an outage.
+    let unknown = fresh
+        .decode::<CaseEvent>(&[0, 0, 0, 3, 231, 0])
+        .await
+        .expect_err("id 999 is not registered");
+    assert!(
+        matches!(unknown, bluelight_avro::Error::UnknownSchemaId { id: 999 }),
+        "{unknown:?}"
+    );
 }

@@ -150,9 +150,19 @@ async fn a_paused_broker_gets_429_not_unbounded_buffering_and_loses_nothing() {
         "nothing accepted before the pause: {:?}",
         statuses.lock().expect("lock")
     );
+    let refused_before_pause = statuses
+        .lock()
+        .expect("lock")
+        .get(&429)
+        .copied()
+        .unwrap_or(0);
     let paused = Paused(broker_pid.clone());
     signal("-STOP", &broker_pid);
     let mut peak_rss = rss_kib(ingest_pid);
+    assert!(
+        peak_rss > 0,
+        "cannot read the ingest process's RSS from /proc"
+    );
     let pause_started = Instant::now();
     while pause_started.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -163,7 +173,8 @@ async fn a_paused_broker_gets_429_not_unbounded_buffering_and_loses_nothing() {
         .expect("lock")
         .get(&429)
         .copied()
-        .unwrap_or(0);
+        .unwrap_or(0)
+        - refused_before_pause;
     signal("-CONT", &broker_pid);
     drop(paused);
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -22,7 +22,7 @@ bl_prerequisites() {
   command -v perl >/dev/null || { missing+=(perl); pkgs+=(perl); }
   command -v pkg-config >/dev/null || { missing+=(pkg-config); pkgs+=(pkg-config); }
   command -v python3 >/dev/null || { missing+=(python3); pkgs+=(python3 python3-venv); }
-  command -v ss >/dev/null || { missing+=(ss); pkgs+=(iproute2); }
+  command -v python3 >/dev/null && ! python3 -c 'import ensurepip, venv' 2>/dev/null && { missing+=(python3-venv); pkgs+=(python3-venv); }
   command -v curl >/dev/null || { missing+=(curl); pkgs+=(curl); }
   [ -f /usr/include/openssl/ssl.h ] || { missing+=(openssl-headers); pkgs+=(libssl-dev); }
   if [ ${#missing[@]} -gt 0 ]; then
@@ -138,6 +138,8 @@ PROPS
   bl_kafka_cmd "$dir/logs" kafka.Kafka "$dir/server.properties"
   setsid "${BL_CMD[@]}" >"$dir/logs/stdout.log" 2>&1 </dev/null &
   BL_BROKER_PID=$!
+  # Known to the caller's clean-up at once, so an interrupted start-up leaves nothing running.
+  if declare -F bl_track >/dev/null; then bl_track "$BL_BROKER_PID" broker; fi
   echo "$BL_BROKER_PID" > "$dir/broker.pid"
   local waited=0
   until bl_port_open "$port"; do
@@ -157,6 +159,7 @@ bl_start_service() {
   mkdir -p "$logs"
   setsid "$@" >"$logs/$name.log" 2>&1 </dev/null &
   BL_SERVICE_PID=$!
+  if declare -F bl_track >/dev/null; then bl_track "$BL_SERVICE_PID" "$name"; fi
   local waited=0
   until curl -fsS -o /dev/null "$url/health/ready" 2>/dev/null; do
     if ! kill -0 "$BL_SERVICE_PID" 2>/dev/null; then

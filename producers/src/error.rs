@@ -39,6 +39,16 @@ pub enum Error {
         limit: usize,
     },
 
+    /// More records in one submission than the publisher can ever hold at once; split it.
+    #[error(
+        "{records} records in one submission; at most {limit} are accepted at once, so split it"
+    )]
+    TooManyRecords { records: usize, limit: usize },
+
+    /// A record larger than the broker accepts; retrying will not help.
+    #[error("a record is larger than the broker accepts: {0}")]
+    RecordTooLarge(String),
+
     /// The broker refused or did not acknowledge in time.
     #[error("Kafka {operation} failed: {reason}")]
     Kafka {
@@ -62,9 +72,11 @@ pub enum Error {
 impl Error {
     pub fn domain(&self) -> ErrorDomain {
         match self {
-            Error::Mapping { .. } | Error::UnknownAdapter(_) | Error::Config(_) => {
-                ErrorDomain::User
-            }
+            Error::Mapping { .. }
+            | Error::UnknownAdapter(_)
+            | Error::Config(_)
+            | Error::TooManyRecords { .. }
+            | Error::RecordTooLarge(_) => ErrorDomain::User,
             Error::Saturated { .. } | Error::Kafka { .. } => ErrorDomain::External,
             Error::Avro(e) => match e.domain() {
                 bluelight_avro::ErrorDomain::User => ErrorDomain::User,

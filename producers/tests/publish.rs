@@ -147,10 +147,17 @@ async fn accepted_records_reach_their_topic_and_every_bad_one_the_dead_letter_to
             .expect("decode");
         assert_eq!(msg.key(), Some(r.incident_id.as_bytes()));
         assert!(published.event_ids.contains(&r.envelope.event_id));
-        assert_eq!(
-            header(msg, "traceparent").as_deref(),
-            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        // Same trace as the caller's, as a child span of it.
+        let tp = header(msg, "traceparent").expect("traceparent");
+        assert!(
+            tp.starts_with("00-0af7651916cd43dd8448eb211c80319c-") && tp.ends_with("-01"),
+            "{tp}"
         );
+        assert!(
+            !tp.contains("b7ad6b7169203331"),
+            "a new span id, not the caller's"
+        );
+        assert_eq!(tp, published.traceparent);
         assert_eq!(
             header(msg, "bl-event-id"),
             Some(r.envelope.event_id.to_string())
@@ -183,7 +190,7 @@ async fn accepted_records_reach_their_topic_and_every_bad_one_the_dead_letter_to
 }
 
 #[tokio::test]
-async fn a_submission_larger_than_the_free_slots_is_refused_whole_and_nothing_is_sent() {
+async fn a_submission_larger_than_the_pool_is_refused_whole_and_nothing_is_sent() {
     let (publisher, topics, _) = setup(2).await;
     let translation = Cad::new()
         .expect("cad")
@@ -198,18 +205,19 @@ async fn a_submission_larger_than_the_free_slots_is_refused_whole_and_nothing_is
         })
         .await
         .expect_err("3 records, 2 slots");
+    // More records than the pool could ever hold: a retry would never succeed, so it is not
+    // "saturated, retry" but "too many, split it".
     assert!(
         matches!(
             err,
-            Error::Saturated {
-                needed: 3,
-                available: 2,
+            Error::TooManyRecords {
+                records: 3,
                 limit: 2
             }
         ),
         "{err:?}"
     );
-    assert!(err.retryable());
+    assert!(!err.retryable());
     assert_eq!(
         publisher.available(),
         2,

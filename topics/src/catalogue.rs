@@ -359,9 +359,12 @@ fn check_topic(
     );
     let at = t.name.span().start;
     match (&kind, cleanup_policy, retention) {
-        (TopicKind::Registry | TopicKind::State { .. }, CleanupPolicy::Delete, _) => fail(
+        (TopicKind::Registry | TopicKind::State { .. }, policy, _) if policy != CleanupPolicy::Compact => fail(
             t.cleanup_policy.span().start,
-            format!("{} topics hold current state and must be compacted (cleanup_policy = \"compact\")", kind.label()),
+            format!(
+                "{} topics hold current state and must be compacted only (cleanup_policy = \"compact\"); deleting by age would lose it",
+                kind.label()
+            ),
         ),
         (TopicKind::Audit { .. }, policy, _) if policy.compacts() => fail(
             t.cleanup_policy.span().start,

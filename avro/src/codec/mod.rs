@@ -269,13 +269,22 @@ impl Codec {
 
     fn classify(&self, e: SRCError, id: Option<u32>, subject: &str) -> Error {
         let text = format!("{} {}", e.error, e.cause.as_deref().unwrap_or_default());
+        // Only the registry's own "schema not found" (40403) means the id is unknown; a bare 404 is a
+        // wrong URL or proxy, and 401/403/408/429 are the registry's side: none of those is the
+        // record's fault, so none may send a good record to a dead-letter topic.
+        let registry_side = [
+            "status 401",
+            "status 403",
+            "status 404",
+            "status 408",
+            "status 429",
+            "status 5",
+        ];
         match id {
-            Some(id) if text.contains("40403") || text.contains("status 404") => {
-                Error::UnknownSchemaId { id }
-            }
+            Some(id) if text.contains("40403") => Error::UnknownSchemaId { id },
             _ if e.retriable
                 || text.contains("error sending request")
-                || text.contains("status 5") =>
+                || registry_side.iter().any(|s| text.contains(s)) =>
             {
                 Error::RegistryUnavailable {
                     url: self.url.clone(),

@@ -57,7 +57,7 @@ pub(crate) struct Translated<'a> {
     pub source: &'a str,
     pub received: usize,
     pub accepted: usize,
-    pub rejected_fields: Vec<&'a str>,
+    pub rejected_fields: Vec<&'static str>,
 }
 
 impl Translated<'_> {
@@ -124,6 +124,35 @@ impl Refused<'_> {
             "request refused"
         );
     }
+}
+
+/// A rejection's field as a metric label: list indices dropped, and never more than 100 distinct
+/// labels however inventive the input (unknown XML element names come from the input itself).
+pub(crate) fn field_label(field: &str) -> &'static str {
+    use std::{collections::HashSet, sync::Mutex};
+    static SEEN: LazyLock<Mutex<HashSet<&'static str>>> = LazyLock::new(Mutex::default);
+    let mut name = String::with_capacity(field.len());
+    let mut depth = 0;
+    for c in field.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            _ if depth == 0 => name.push(c),
+            _ => {}
+        }
+    }
+    let Ok(mut seen) = SEEN.lock() else {
+        return "(other)";
+    };
+    if let Some(known) = seen.get(name.as_str()) {
+        return known;
+    }
+    if seen.len() >= 100 || name.len() > 64 {
+        return "(other)";
+    }
+    let leaked: &'static str = Box::leak(name.into_boxed_str());
+    seen.insert(leaked);
+    leaked
 }
 
 pub(crate) fn set_in_flight(n: usize) {

@@ -22,8 +22,8 @@ use std::{sync::Arc, time::Instant};
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{DefaultBodyLimit, Path, State},
-    http::{HeaderMap, StatusCode, header},
+    extract::{Path, Request, State},
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -83,14 +83,12 @@ impl Ingest {
 
 /// The API's routes (the binary adds `/metrics` and `/health/*`).
 pub fn router(ingest: Arc<Ingest>) -> Router {
-    let limit = ingest.max_body_bytes;
     Router::new()
         .route("/v1/sources/{source}/events", post(submit))
         .route(
             "/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
         )
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(ingest)
 }
 
@@ -123,9 +121,12 @@ fn refused(
 async fn submit(
     State(ingest): State<Arc<Ingest>>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
+    // Everything that can refuse cheaply (token, source, content type, a full pool) is decided
+    // from the headers, before the body is read into memory.
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -187,12 +188,43 @@ async fn submit(
         );
     }
 
+    if ingest.publisher.available() == 0 {
+        return refused(
+            StatusCode::TOO_MANY_REQUESTS,
+            "saturated",
+            "every in-flight slot is taken; nothing of this request was read".into(),
+            Some(1),
+        );
+    }
+    let body: Bytes = match axum::body::to_bytes(body, ingest.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => {
+            return refused(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                format!("the body is over {} bytes; split it", ingest.max_body_bytes),
+                None,
+            );
+        }
+    };
     let context = SourceContext {
         org: source.org.clone(),
         system: source.system.clone(),
         received_at: Timestamp::now(),
     };
-    let translation = adapter.translate(&body, &context);
+    // Parsing and validating a large body is CPU work: keep it off the async workers.
+    let translation = {
+        let (adapter, body, context) = (adapter.clone(), body.clone(), context.clone());
+        match tokio::task::spawn_blocking(move || adapter.translate(&body, &context)).await {
+            Ok(t) => t,
+            Err(e) => {
+                return problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("translation failed: {e}"),
+                );
+            }
+        }
+    };
     metrics::Translated {
         source: &source.name,
         received: translation.accepted.len() + translation.rejected.len(),
@@ -200,7 +232,9 @@ async fn submit(
         rejected_fields: translation
             .rejected
             .iter()
-            .map(|r| r.problems.first().map_or("(record)", |p| p.field.as_str()))
+            .map(|r| {
+                metrics::field_label(r.problems.first().map_or("(record)", |p| p.field.as_str()))
+            })
             .collect(),
     }
     .emit();
@@ -238,6 +272,12 @@ async fn submit(
             }
             response
         }
+        Err(e @ (Error::TooManyRecords { .. } | Error::RecordTooLarge(_))) => refused(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            e.to_string(),
+            None,
+        ),
         Err(e @ Error::Saturated { .. }) => refused(
             StatusCode::TOO_MANY_REQUESTS,
             "saturated",

@@ -19,7 +19,7 @@ use subtle::ConstantTimeEq;
 use crate::{Error, Result};
 
 /// One source system allowed to publish.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
     pub name: String,
@@ -32,6 +32,18 @@ pub struct Source {
     /// the demo file cannot drift. Never set it in a real deployment.
     #[serde(default)]
     demo_token: Option<String>,
+}
+
+impl std::fmt::Debug for Source {
+    /// Leaves out the token hash and any demo token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("name", &self.name)
+            .field("org", &self.org)
+            .field("system", &self.system)
+            .field("adapter", &self.adapter)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Source {
@@ -98,6 +110,12 @@ impl Sources {
                     s.name
                 )));
             }
+            if sources.iter().any(|(_, h): &(Source, [u8; 32])| *h == hash) {
+                return Err(Error::Config(format!(
+                    "{file}: source {} has the same token as another source; each needs its own",
+                    s.name
+                )));
+            }
             if sources.iter().any(|(o, _): &(Source, _)| o.name == s.name) {
                 return Err(Error::Config(format!(
                     "{file}: source {} is listed twice",
@@ -159,6 +177,15 @@ mod tests {
         assert!(sources.authenticate("s3cret-tokeN").is_none());
         assert!(sources.authenticate("").is_none());
         assert!(!format!("{sources:?}").contains("s3cret-token"));
+        let demo = Sources::parse(
+            &format!("{}demo_token = \"s3cret-token\"\n", file("s3cret-token")),
+            "t.toml",
+        )
+        .expect("demo");
+        assert!(
+            !format!("{demo:?}").contains("s3cret-token"),
+            "no token in Debug output"
+        );
     }
 
     #[test]

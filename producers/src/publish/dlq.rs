@@ -5,6 +5,9 @@ use rdkafka::message::{Header, OwnedHeaders};
 
 use super::Submission;
 
+const DEAD_LETTER_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x1b7e_3f0a_52c4_4d8e_9a61_0c2f_7d3b_8e95);
+
 pub(super) struct DeadLetter<'a> {
     pub topic: String,
     pub value: &'a [u8],
@@ -25,7 +28,18 @@ pub(super) fn records<'a>(
             let error = r.to_string();
             let locator = r.locator.to_string();
             let received = s.source.received_at.0.to_string();
+            // Stable per source and bytes, so a resent submission's dead letters can be de-duplicated.
+            let name = [
+                s.source.org.as_bytes(),
+                b"\0",
+                s.source.system.as_bytes(),
+                b"\0",
+                value,
+            ]
+            .concat();
+            let id = uuid::Uuid::new_v5(&DEAD_LETTER_NAMESPACE, &name).to_string();
             let headers = [
+                ("bl-dead-letter-id", id.as_str()),
                 ("bl-source", s.source.org.as_str()),
                 ("bl-source-system", s.source.system.as_str()),
                 ("bl-adapter", r.adapter),

@@ -178,6 +178,13 @@ impl Publisher {
     pub async fn publish(&self, s: Submission<'_>) -> Result<Published> {
         let t = s.translation;
         let count = t.accepted.len() + t.rejected.len();
+        if count > self.config.max_in_flight {
+            // Could never be admitted: retrying would spin forever.
+            return Err(Error::TooManyRecords {
+                records: count,
+                limit: self.config.max_in_flight,
+            });
+        }
         let wanted = u32::try_from(count).unwrap_or(u32::MAX);
         let permits = match self.permits.clone().try_acquire_many_owned(wanted) {
             Ok(p) => p,
@@ -189,7 +196,10 @@ impl Publisher {
                 });
             }
         };
-        let traceparent = s.traceparent.map_or_else(new_traceparent, str::to_owned);
+        let traceparent = s
+            .traceparent
+            .and_then(child_traceparent)
+            .unwrap_or_else(new_traceparent);
 
         let mut payloads = Vec::with_capacity(t.accepted.len());
         for a in &t.accepted {
@@ -226,10 +236,7 @@ impl Publisher {
             deliveries.push(
                 self.producer
                     .send_result(record)
-                    .map_err(|(e, _)| Error::Kafka {
-                        operation: "enqueue",
-                        reason: e.to_string(),
-                    }),
+                    .map_err(|(e, _)| delivery_error(&e)),
             );
         }
         for d in &dead {
@@ -239,35 +246,42 @@ impl Publisher {
             deliveries.push(
                 self.producer
                     .send_result(record)
-                    .map_err(|(e, _)| Error::Kafka {
-                        operation: "enqueue",
-                        reason: e.to_string(),
-                    }),
+                    .map_err(|(e, _)| delivery_error(&e)),
             );
         }
-        let mut failure = None;
-        for d in deliveries {
-            let outcome = match d {
-                Ok(future) => match future.await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err((e, _))) => Err(Error::Kafka {
-                        operation: "delivery",
-                        reason: e.to_string(),
-                    }),
-                    Err(_) => Err(Error::Kafka {
-                        operation: "delivery",
-                        reason: "the producer was dropped".into(),
-                    }),
-                },
-                Err(e) => Err(e),
-            };
-            if let Err(e) = outcome {
-                failure.get_or_insert(e);
+        // The permits travel with the delivery futures into their own task: if the caller goes away
+        // (a client disconnects), the records are still queued, so the slots stay taken until the
+        // broker has answered for every one of them.
+        let waiting = tokio::spawn(async move {
+            let mut failure = None;
+            for d in deliveries {
+                let outcome = match d {
+                    Ok(future) => match future.await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err((e, _))) => Err(delivery_error(&e)),
+                        Err(_) => Err(Error::Kafka {
+                            operation: "delivery",
+                            reason: "the producer was dropped".into(),
+                        }),
+                    },
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = outcome {
+                    failure.get_or_insert(e);
+                }
             }
-        }
-        drop(permits);
-        if let Some(e) = failure {
-            return Err(e);
+            drop(permits);
+            failure
+        });
+        match waiting.await {
+            Ok(None) => {}
+            Ok(Some(e)) => return Err(e),
+            Err(e) => {
+                return Err(Error::Kafka {
+                    operation: "delivery",
+                    reason: format!("delivery task failed: {e}"),
+                });
+            }
         }
         Ok(Published {
             event_ids: payloads.iter().map(|p| p.3).collect(),
@@ -282,6 +296,43 @@ impl Publisher {
             operation: "flush",
             reason: e.to_string(),
         })
+    }
+}
+
+/// A record the broker will never take (too large) is the sender's problem; anything else may pass.
+fn delivery_error(e: &rdkafka::error::KafkaError) -> Error {
+    use rdkafka::types::RDKafkaErrorCode::{InvalidMessageSize, MessageSizeTooLarge};
+    match e.rdkafka_error_code() {
+        Some(MessageSizeTooLarge | InvalidMessageSize) => Error::RecordTooLarge(e.to_string()),
+        _ => Error::Kafka {
+            operation: "delivery",
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// A child of the caller's W3C trace context (same trace, new parent id), if it is well formed.
+pub fn child_traceparent(header: &str) -> Option<String> {
+    let parts: Vec<&str> = header.trim().split('-').collect();
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    match parts.as_slice() {
+        [version, trace, parent, flags]
+            if hex(version, 2)
+                && *version != "ff"
+                && hex(trace, 32)
+                && hex(parent, 16)
+                && hex(flags, 2)
+                && trace.bytes().any(|b| b != b'0')
+                && parent.bytes().any(|b| b != b'0') =>
+        {
+            let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
+            Some(format!("00-{trace}-{span}-{flags}"))
+        }
+        _ => None,
     }
 }
 
