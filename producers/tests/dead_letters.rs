@@ -148,6 +148,22 @@ async fn check(adapter: &str, org: &str, input: &str, bad: usize, good: usize) {
         assert_eq!(header(msg, "bl-error"), Some(r.to_string()));
         assert_eq!(header(msg, "bl-adapter").as_deref(), Some(adapter));
         assert_eq!(header(msg, "bl-source").as_deref(), Some(org));
+        assert_eq!(header(msg, "bl-record-context"), r.context.clone());
+        match adapter {
+            "rms" => assert!(
+                r.context
+                    .as_deref()
+                    .is_some_and(|c| c.starts_with("milestone,crime_ref")),
+                "the CSV header travels with the row"
+            ),
+            "mait" => assert!(
+                r.context
+                    .as_deref()
+                    .is_some_and(|c| c.contains("<MessageType>")),
+                "the message header travels with the incident"
+            ),
+            _ => assert!(r.context.is_none()),
+        }
     }
 }
 

@@ -247,6 +247,7 @@ pub(crate) fn translate(
                 locator: Locator::Document,
                 problems: vec![problem],
                 span: 0..input.len(),
+                context: None,
             });
             return out;
         }
@@ -272,6 +273,7 @@ pub(crate) fn translate(
                 locator: raw.locator,
                 problems: p.0,
                 span: raw.span,
+                context: None,
             }),
         }
     }

@@ -536,6 +536,7 @@ impl Adapter for Mait {
             locator: Locator::Document,
             problems,
             span: 0..input.len(),
+            context: None,
         };
         let root = match xml::parse(input) {
             Ok(root) => root,
@@ -597,6 +598,7 @@ impl Adapter for Mait {
                     locator,
                     problems: p.0,
                     span,
+                    context: Some(header.raw.to_owned()),
                 }),
             }
         }

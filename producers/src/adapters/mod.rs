@@ -107,6 +107,9 @@ pub struct Rejected {
     pub problems: Vec<Problem>,
     /// Byte range of the record in the input, so the dead-letter record keeps its original bytes.
     pub span: Range<usize>,
+    /// What the record needs to be read on its own, when its bytes alone are not enough: the CSV
+    /// header line of an RMS row, the message header of a MAIT incident.
+    pub context: Option<String>,
 }
 
 impl fmt::Display for Rejected {

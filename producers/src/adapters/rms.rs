@@ -560,6 +560,7 @@ impl Adapter for Rms {
             locator: Locator::Document,
             problems,
             span: 0..input.len(),
+            context: None,
         };
         // A UTF-8 byte order mark (spreadsheets write one) is not part of the first column name.
         let offset = if input.starts_with(b"\xEF\xBB\xBF") {
@@ -661,6 +662,7 @@ impl Adapter for Rms {
                         locator,
                         problems: vec![Problem::new("(row)", format!("is not readable CSV: {e}"))],
                         span: full,
+                        context: Some(header_raw.clone()),
                     });
                     break;
                 }
@@ -712,6 +714,7 @@ impl Adapter for Rms {
                     locator,
                     problems: p.0,
                     span: full,
+                    context: Some(header_raw.clone()),
                 }),
             }
         }

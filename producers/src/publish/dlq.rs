@@ -55,6 +55,14 @@ pub(super) fn records<'a>(
                     value: Some(value),
                 })
             });
+            // The CSV header line or MAIT message header the record needs to be read again.
+            let headers = match &r.context {
+                Some(context) => headers.insert(Header {
+                    key: "bl-record-context",
+                    value: Some(context.as_str()),
+                }),
+                None => headers,
+            };
             DeadLetter {
                 topic: topic.to_owned(),
                 value,
