@@ -11,6 +11,8 @@ mod json;
 pub mod mait;
 mod mapping;
 pub mod rms;
+#[cfg(test)]
+mod testkit;
 mod xml;
 
 use std::{fmt, ops::Range};
@@ -44,6 +46,16 @@ impl Canonical {
             Canonical::Case(r) => &r.case_id,
             Canonical::Victim(r) => &r.victim_ref,
         }
+    }
+
+    /// The record as JSON, for goldens, tools and messages.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Canonical::Incident(r) => serde_json::to_value(r),
+            Canonical::Case(r) => serde_json::to_value(r),
+            Canonical::Victim(r) => serde_json::to_value(r),
+        }
+        .unwrap_or_default()
     }
 
     pub fn envelope(&self) -> &bluelight_avro::records::Envelope {

@@ -26,25 +26,12 @@ fn translate(input: &str) -> Translation {
 /// BLUELIGHT_UPDATE_GOLDEN=1.
 #[test]
 fn golden_example_translates_to_exact_canonical_records() {
-    let t = translate(EXAMPLE);
-    assert!(t.rejected.is_empty(), "{:?}", t.rejected);
-    let got: Vec<serde_json::Value> = t
-        .accepted
-        .iter()
-        .map(|a| {
-            let Canonical::Incident(r) = &a.record else { panic!("incident") };
-            serde_json::json!({ "at": a.locator.to_string(), "topic": a.record.topic(), "key": a.record.key(), "record": r })
-        })
-        .collect();
-    let got = serde_json::to_string_pretty(&got).expect("json") + "\n";
-    if std::env::var_os("BLUELIGHT_UPDATE_GOLDEN").is_some() {
-        std::fs::write(GOLDEN, &got).expect("write golden");
-    }
-    let want =
-        std::fs::read_to_string(GOLDEN).expect("golden file; run with BLUELIGHT_UPDATE_GOLDEN=1");
-    assert_eq!(got, want, "translation differs from {GOLDEN}");
-    // The same bytes always give the same event ids: a retried submission is recognisable.
-    assert_eq!(translate(EXAMPLE), t);
+    crate::adapters::testkit::assert_golden(
+        &Cad::new().expect("mappings"),
+        &source(),
+        EXAMPLE,
+        GOLDEN,
+    );
 }
 
 fn event(edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) -> String {
@@ -164,18 +151,7 @@ fn bad_records_are_refused_with_the_field_and_the_problem() {
             "cad document: field (document): must be a JSON object or list, e.g. {\"events\": [...]}",
         ),
     ];
-    assert!(cases.len() >= 10);
-    for (input, want) in cases {
-        let t = translate(&input);
-        assert!(t.accepted.is_empty(), "accepted a bad record: {input}");
-        let got = t
-            .rejected
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n");
-        assert_eq!(got, want, "input: {input}");
-    }
+    crate::adapters::testkit::assert_rejections(translate, cases);
 }
 
 #[test]

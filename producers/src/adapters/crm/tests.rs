@@ -21,24 +21,11 @@ fn translate(input: &str) -> Translation {
 /// Example input in, exact canonical records out (BLUELIGHT_UPDATE_GOLDEN=1 regenerates).
 #[test]
 fn golden_example_translates_to_exact_canonical_records() {
-    let t = translate(EXAMPLE);
-    assert!(t.rejected.is_empty(), "{:?}", t.rejected);
-    let got: Vec<serde_json::Value> = t
-        .accepted
-        .iter()
-        .map(|a| {
-            let Canonical::Victim(r) = &a.record else { panic!("victim") };
-            serde_json::json!({ "at": a.locator.to_string(), "topic": a.record.topic(), "key": a.record.key(), "record": r })
-        })
-        .collect();
-    let got = serde_json::to_string_pretty(&got).expect("json") + "\n";
-    if std::env::var_os("BLUELIGHT_UPDATE_GOLDEN").is_some() {
-        std::fs::write(GOLDEN, &got).expect("write golden");
-    }
-    assert_eq!(
-        got,
-        std::fs::read_to_string(GOLDEN).expect("golden file"),
-        "translation differs from {GOLDEN}"
+    crate::adapters::testkit::assert_golden(
+        &VictimCrm::new().expect("mappings"),
+        &source(),
+        EXAMPLE,
+        GOLDEN,
     );
 }
 
@@ -167,18 +154,7 @@ fn bad_records_are_refused_with_the_field_and_the_problem() {
             "victim-crm JSON /victims/0: field case_refs: must be a list, not a string",
         ),
     ];
-    assert!(cases.len() >= 10);
-    for (input, want) in cases {
-        let t = translate(&input);
-        assert!(t.accepted.is_empty(), "accepted a bad record: {input}");
-        let got = t
-            .rejected
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n");
-        assert_eq!(got, want, "input: {input}");
-    }
+    crate::adapters::testkit::assert_rejections(translate, cases);
 }
 
 #[test]
