@@ -1,7 +1,7 @@
 //! Field checks shared by the adapters. Each returns the normalised value or a problem text that
 //! says what is wrong with the value and what a right one looks like.
 
-use bluelight_avro::records::{Date, Timestamp};
+use bluelight_avro::records::{Classification, Date, Timestamp};
 
 /// A UK postcode, normalised to upper case with one space before the inward code ("BS1 6HG").
 pub fn postcode(value: &str) -> Result<String, String> {
@@ -27,6 +27,13 @@ pub fn postcode(value: &str) -> Result<String, String> {
     } else {
         Err(bad())
     }
+}
+
+/// A protective marking bluelight may carry: OFFICIAL or OFFICIAL-SENSITIVE.
+pub fn classification(value: &str) -> Result<Classification, String> {
+    Classification::from_marking(value).ok_or_else(|| {
+        format!("{value:?} is not OFFICIAL or OFFICIAL-SENSITIVE; bluelight carries nothing higher")
+    })
 }
 
 /// A Unique Property Reference Number: 1 to 12 digits, not zero.

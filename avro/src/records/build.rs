@@ -107,6 +107,30 @@ impl VictimEvent {
     }
 }
 
+impl Classification {
+    /// Reads a marking as people write it: "OFFICIAL" or "OFFICIAL-SENSITIVE". Anything else,
+    /// higher markings included, is `None`: bluelight carries nothing above OFFICIAL-SENSITIVE.
+    pub fn from_marking(marking: &str) -> Option<Self> {
+        match marking {
+            "OFFICIAL" => Some(Classification::Official),
+            "OFFICIAL-SENSITIVE" => Some(Classification::OfficialSensitive),
+            _ => None,
+        }
+    }
+}
+
+impl PersonRole {
+    /// The DPA 2018 Part 3 category a role implies, when the source does not say.
+    pub fn subject_category(self) -> SubjectCategory {
+        match self {
+            PersonRole::Victim => SubjectCategory::Victim,
+            PersonRole::Witness => SubjectCategory::Witness,
+            PersonRole::Suspect => SubjectCategory::Suspect,
+            PersonRole::Caller | PersonRole::PersonOfConcern => SubjectCategory::Other,
+        }
+    }
+}
+
 impl EventType {
     /// Every event type, in schema order.
     pub const ALL: [EventType; 27] = [

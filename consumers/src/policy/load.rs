@@ -191,17 +191,16 @@ fn check(
             );
         }
     }
-    let ceiling = match raw.classification_ceiling.get_ref().as_str() {
-        "OFFICIAL" => Some(Classification::Official),
-        "OFFICIAL-SENSITIVE" => Some(Classification::OfficialSensitive),
-        other => {
-            count(
-                raw.classification_ceiling.span().start,
-                format!("classification_ceiling {other:?} is not OFFICIAL or OFFICIAL-SENSITIVE"),
-            );
-            None
-        }
-    };
+    let ceiling = Classification::from_marking(raw.classification_ceiling.get_ref());
+    if ceiling.is_none() {
+        count(
+            raw.classification_ceiling.span().start,
+            format!(
+                "classification_ceiling {:?} is not OFFICIAL or OFFICIAL-SENSITIVE",
+                raw.classification_ceiling.get_ref()
+            ),
+        );
+    }
     let r = raw.recipient.get_ref();
     let mut feeds = Vec::new();
     for f in &r.feeds {

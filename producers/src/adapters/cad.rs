@@ -5,7 +5,7 @@
 use bluelight_avro::records::{
     AgencyKind, CasualtyCounts, Classification, EventType, IncidentEvent, IncidentStatus,
     LocalReference, Location, PersonIdentity, PersonLink, PersonRole, Priority, Resource,
-    ResourceStatus, SubjectCategory, Vulnerability,
+    ResourceStatus, Vulnerability,
 };
 use serde_json::Value;
 
@@ -96,12 +96,8 @@ impl Cad {
             .opt_str("grade", p)
             .and_then(|v| enum_code::<Priority>(m, "grade", "grade", v, p));
         let classification = match o.opt_str("classification", p) {
-            None | Some("OFFICIAL") => Some(Classification::Official),
-            Some("OFFICIAL-SENSITIVE") => Some(Classification::OfficialSensitive),
-            Some(other) => {
-                p.add("classification", format!("{other:?} is not OFFICIAL or OFFICIAL-SENSITIVE; bluelight carries nothing higher"));
-                None
-            }
+            None => Some(Classification::Official),
+            Some(v) => p.check("classification", validate::classification(v)),
         };
         let location = self.location(o, p);
         if event_type == Some(EventType::IncidentOpened) && location.is_none() {
@@ -297,12 +293,7 @@ impl Cad {
                 address: None,
             };
             if let (Some(person_ref), Some(role)) = (person_ref, role) {
-                let subject_category = match role {
-                    PersonRole::Victim => SubjectCategory::Victim,
-                    PersonRole::Witness => SubjectCategory::Witness,
-                    PersonRole::Suspect => SubjectCategory::Suspect,
-                    PersonRole::Caller | PersonRole::PersonOfConcern => SubjectCategory::Other,
-                };
+                let subject_category = role.subject_category();
                 let identity = (identity != PersonIdentity::default()).then_some(identity);
                 out.push(PersonLink {
                     person_ref,

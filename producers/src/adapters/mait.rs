@@ -395,12 +395,7 @@ impl Mait {
             };
             if let (Some(person_ref), Some(role)) = (person_ref, role) {
                 // DPA 2018 Part 3 category: as the sender says, or what the role implies.
-                let subject_category = category.unwrap_or(match role {
-                    PersonRole::Victim => SubjectCategory::Victim,
-                    PersonRole::Witness => SubjectCategory::Witness,
-                    PersonRole::Suspect => SubjectCategory::Suspect,
-                    PersonRole::Caller | PersonRole::PersonOfConcern => SubjectCategory::Other,
-                });
+                let subject_category = category.unwrap_or(role.subject_category());
                 let identity = (identity != PersonIdentity::default()).then_some(identity);
                 out.push(PersonLink {
                     person_ref,
@@ -422,20 +417,9 @@ fn marking(x: &El<'_>, p: &mut Problems) -> (Option<Classification>, Vec<String>
         return (Some(Classification::Official), Vec::new());
     };
     pm.known(&MARKING, p);
-    let classification = match pm.req_text("Classification", p) {
-        Some("OFFICIAL") => Some(Classification::Official),
-        Some("OFFICIAL-SENSITIVE") => Some(Classification::OfficialSensitive),
-        Some(other) => {
-            p.add(
-                pm.field("Classification"),
-                format!(
-                    "{other:?} is not OFFICIAL or OFFICIAL-SENSITIVE; bluelight carries nothing higher"
-                ),
-            );
-            None
-        }
-        None => None,
-    };
+    let classification = pm
+        .req_text("Classification", p)
+        .and_then(|v| p.check(&pm.field("Classification"), validate::classification(v)));
     let mut caveats = Vec::new();
     for c in pm.each("Caveat") {
         match c.own_text(p) {

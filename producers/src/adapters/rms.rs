@@ -254,17 +254,8 @@ impl Rms {
             .opt("recorded_at")
             .and_then(|v| p.check("recorded_at", validate::timestamp(v)));
         let classification = match r.opt("classification") {
-            None | Some("OFFICIAL") => Some(Classification::Official),
-            Some("OFFICIAL-SENSITIVE") => Some(Classification::OfficialSensitive),
-            Some(other) => {
-                p.add(
-                    "classification",
-                    format!(
-                        "{other:?} is not OFFICIAL or OFFICIAL-SENSITIVE; bluelight carries nothing higher"
-                    ),
-                );
-                None
-            }
+            None => Some(Classification::Official),
+            Some(v) => p.check("classification", validate::classification(v)),
         };
         let caveats = r.list("caveats").into_iter().map(str::to_owned).collect();
 
