@@ -3,104 +3,23 @@
 //! bytes and its error; the good one is published; nothing is lost.
 //! (The precise error texts are asserted per adapter in the unit tests' tables.)
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::collections::HashMap;
 
-use bluelight_avro::{
-    Codec,
-    records::{CaseEvent, IncidentEvent, Timestamp, VictimEvent},
-};
+use bluelight_avro::records::Timestamp;
 use bluelight_producers::{
     adapters::{SourceContext, by_name},
-    publish::{Publisher, PublisherConfig, Submission, Topics, subject},
+    publish::Submission,
 };
-use bluelight_topics::testing::{self, unique};
-use rdkafka::{
-    ClientConfig, Message,
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
-    consumer::{Consumer, StreamConsumer},
-    message::{Headers, OwnedMessage},
-};
+use rdkafka::{Message, message::OwnedMessage};
 use serde_json::{Value, json};
 
-fn client() -> ClientConfig {
-    testing::kafka().client_config("dlq-test").expect("config")
-}
+mod common;
 
-async fn publisher() -> (Publisher, Topics) {
-    let topics = Topics {
-        incident: format!("{}.v1", unique("bl.dlqinc")),
-        case: format!("{}.v1", unique("bl.dlqcase")),
-        victim: format!("{}.v1", unique("bl.dlqvic")),
-        dead_letter: format!("{}.v1", unique("dlq.test")),
-    };
-    let admin: AdminClient<DefaultClientContext> = client().create().expect("admin");
-    let new: Vec<NewTopic<'_>> = [
-        &topics.incident,
-        &topics.case,
-        &topics.victim,
-        &topics.dead_letter,
-    ]
-    .into_iter()
-    .map(|t| NewTopic::new(t, 2, TopicReplication::Fixed(1)))
-    .collect();
-    for r in admin
-        .create_topics(&new, &AdminOptions::new())
-        .await
-        .expect("create")
-    {
-        r.expect("created");
-    }
-    let codec = Arc::new(Codec::new("http://127.0.0.1:9", Duration::from_secs(1)).expect("codec"));
-    codec
-        .preload::<IncidentEvent>(1, &subject(&topics.incident))
-        .expect("preload");
-    codec
-        .preload::<CaseEvent>(2, &subject(&topics.case))
-        .expect("preload");
-    codec
-        .preload::<VictimEvent>(3, &subject(&topics.victim))
-        .expect("preload");
-    let config = PublisherConfig {
-        topics: topics.clone(),
-        max_in_flight: 1000,
-        delivery_timeout: Duration::from_secs(30),
-    };
-    (
-        Publisher::new(client(), codec, config).expect("publisher"),
-        topics,
-    )
-}
-
-async fn read(topic: &str, n: usize) -> Vec<OwnedMessage> {
-    let consumer: StreamConsumer = client()
-        .set("group.id", unique("dlq-"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    let mut out = Vec::new();
-    while out.len() < n {
-        let msg = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
-            .await
-            .expect("within 30 s")
-            .expect("record");
-        out.push(msg.detach());
-    }
-    out
-}
-
-fn header(msg: &OwnedMessage, key: &str) -> Option<String> {
-    msg.headers()?
-        .iter()
-        .find(|h| h.key == key)
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-}
+use common::{header, read_all, setup};
 
 /// Publishes `input` as `adapter` and checks the dead letters against the rejections.
 async fn check(adapter: &str, org: &str, input: &str, bad: usize, good: usize) {
-    let (publisher, topics) = publisher().await;
+    let (publisher, topics, _) = setup(1000).await;
     let source = SourceContext {
         org: org.into(),
         system: adapter.into(),
@@ -131,7 +50,7 @@ async fn check(adapter: &str, org: &str, input: &str, bad: usize, good: usize) {
         .await
         .expect("publish");
     assert_eq!(published.dead_lettered, bad);
-    let dead = read(&topics.dead_letter, bad).await;
+    let dead = read_all(&topics.dead_letter, bad).await;
     let by_record: HashMap<String, &OwnedMessage> = dead
         .iter()
         .map(|m| (header(m, "bl-record").expect("bl-record"), m))

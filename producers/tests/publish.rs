@@ -1,77 +1,24 @@
 //! The publisher against the real broker: accepted records on their topics, every rejected record
 //! on the dead-letter topic with its original bytes and the error, and refusal when saturated.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, time::Duration};
 
-use bluelight_avro::{
-    Codec,
-    records::{IncidentEvent, Timestamp, VictimEvent},
-};
+use bluelight_avro::records::{IncidentEvent, Timestamp};
 use bluelight_producers::{
     Error,
     adapters::{Adapter, SourceContext, cad::Cad},
-    publish::{Publisher, PublisherConfig, Topics, subject},
 };
-use bluelight_topics::testing::{self, unique};
+use bluelight_topics::testing::unique;
 use rdkafka::{
-    ClientConfig, Message,
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
+    Message,
     consumer::{Consumer, StreamConsumer},
-    message::{BorrowedMessage, Headers},
 };
+
+mod common;
+
+use common::{client, header, read_all, setup};
 
 const EXAMPLE: &str = include_str!("../examples/cad-incidents.json");
-
-fn client() -> ClientConfig {
-    testing::kafka()
-        .client_config("publish-test")
-        .expect("config")
-}
-
-async fn setup(max_in_flight: usize) -> (Publisher, Topics, Arc<Codec>) {
-    let topics = Topics {
-        incident: format!("{}.v1", unique("bl.pubinc")),
-        case: format!("{}.v1", unique("bl.pubcase")),
-        victim: format!("{}.v1", unique("bl.pubvic")),
-        dead_letter: format!("{}.v1", unique("dlq.pub")),
-    };
-    let admin: AdminClient<DefaultClientContext> = client().create().expect("admin");
-    let new: Vec<NewTopic<'_>> = [
-        &topics.incident,
-        &topics.case,
-        &topics.victim,
-        &topics.dead_letter,
-    ]
-    .into_iter()
-    .map(|t| NewTopic::new(t, 3, TopicReplication::Fixed(1)))
-    .collect();
-    for r in admin
-        .create_topics(&new, &AdminOptions::new())
-        .await
-        .expect("create")
-    {
-        r.expect("created");
-    }
-    // Schemas preloaded under the test topics' subjects: this test is about the broker path.
-    let codec = Arc::new(Codec::new("http://127.0.0.1:9", Duration::from_secs(1)).expect("codec"));
-    codec
-        .preload::<IncidentEvent>(1, &subject(&topics.incident))
-        .expect("preload");
-    codec
-        .preload::<VictimEvent>(3, &subject(&topics.victim))
-        .expect("preload");
-    let config = PublisherConfig {
-        topics: topics.clone(),
-        max_in_flight,
-        delivery_timeout: Duration::from_secs(30),
-    };
-    (
-        Publisher::new(client(), codec.clone(), config).expect("publisher"),
-        topics,
-        codec,
-    )
-}
 
 fn source() -> SourceContext {
     SourceContext {
@@ -79,33 +26,6 @@ fn source() -> SourceContext {
         system: "cad".into(),
         received_at: Timestamp(1_795_300_000_000),
     }
-}
-
-async fn read_all(topic: &str, n: usize) -> Vec<rdkafka::message::OwnedMessage> {
-    let consumer: StreamConsumer = client()
-        .set("group.id", unique("pubtest-"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    let mut out = Vec::new();
-    while out.len() < n {
-        let msg: BorrowedMessage<'_> =
-            tokio::time::timeout(Duration::from_secs(30), consumer.recv())
-                .await
-                .expect("within 30 s")
-                .expect("record");
-        out.push(msg.detach());
-    }
-    out
-}
-
-fn header(msg: &rdkafka::message::OwnedMessage, key: &str) -> Option<String> {
-    msg.headers()?
-        .iter()
-        .find(|h| h.key == key)
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 #[tokio::test]
