@@ -51,3 +51,36 @@ pub(crate) fn assert_rejections<W: AsRef<str>>(
         assert_eq!(got, want.as_ref(), "input: {input}");
     }
 }
+
+/// Feeds `noise`, and `example` with bytes flipped and then cut short, to the adapter: it must not
+/// panic, every record must be accepted or rejected with a reason, and every span must lie inside
+/// its input.
+pub(crate) fn assert_survives_mutation(
+    adapter: &dyn Adapter,
+    source: &SourceContext,
+    example: &str,
+    noise: &[u8],
+    flips: &[(proptest::sample::Index, u8)],
+    cut: proptest::sample::Index,
+) -> Result<(), proptest::test_runner::TestCaseError> {
+    use proptest::prop_assert;
+    let check = |input: &[u8]| {
+        let t = adapter.translate(input, source);
+        for r in &t.rejected {
+            prop_assert!(r.span.start <= r.span.end && r.span.end <= input.len());
+            prop_assert!(!r.problems.is_empty());
+        }
+        for a in &t.accepted {
+            prop_assert!(a.span.start <= a.span.end && a.span.end <= input.len());
+        }
+        Ok(())
+    };
+    check(noise)?;
+    let mut bytes = example.as_bytes().to_vec();
+    for (at, b) in flips {
+        let i = at.index(bytes.len());
+        bytes[i] ^= b;
+    }
+    check(&bytes)?;
+    check(&bytes[..cut.index(bytes.len())])
+}
