@@ -353,6 +353,10 @@ pub struct PersonIdentity {
     pub surname: Option<String>,
     /// Date of birth; agreements may generalise it to an age band.
     pub date_of_birth: Option<Date>,
+    /// A ten-year age band such as "30-39", set in place of `date_of_birth` when an agreement
+    /// generalises it; sources leave it empty.
+    #[serde(default)]
+    pub age_band: Option<String>,
     /// Coded gender (iHub style, e.g. scheme "ihub-gender", code "GNDR_0001").
     pub gender: Option<Code>,
     /// Contact telephone number, as given.

@@ -130,11 +130,11 @@ pub struct IncidentEvent {
     #[avro(default = "[]")]
     pub local_references: Vec<LocalReference>,
     /// Incident type from the canonical code list (scheme "bl-incident-type"), e.g. RTC, FIRE, WELFARE.
-    pub incident_type: Code,
+    pub incident_type: Option<Code>,
     /// Call grading, when graded.
     pub priority: Option<Priority>,
     /// Where the incident stands after this event.
-    pub status: IncidentStatus,
+    pub status: Option<IncidentStatus>,
     /// Where the incident is.
     pub location: Option<Location>,
     /// Set when a major or complex incident has an M/ETHANE report.

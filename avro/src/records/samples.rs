@@ -53,6 +53,7 @@ fn person(role: PersonRole, category: SubjectCategory) -> PersonLink {
             forenames: Some("Alex".into()),
             surname: Some("Example".into()),
             date_of_birth: Some(Date(3_650)),
+            age_band: None,
             gender: Some(Code::new("ihub-gender", "GNDR_0001")),
             phone: Some("07700 900123".into()),
             address: Some(location()),

@@ -9,7 +9,7 @@ use toml::Spanned;
 use super::{
     Agreement, Clause, FieldRule, Recipient, Transform,
     agreement::{Generalisation, TRANSFORMS},
-    fields::Entity,
+    fields::{Entity, Field, Kind},
 };
 use crate::{Error, Problem, Result};
 
@@ -302,18 +302,18 @@ fn check(
                 },
             }
         });
-        let known = entity.paths();
+        let known = entity.fields();
         let mut fields = Vec::new();
         for (spanned_path, transform) in c.fields.get_ref() {
             let at = spanned_path.span().start;
             let path = spanned_path.get_ref();
-            if !known.contains(path) {
+            let Some(info) = known.get(path) else {
                 count(
                     at,
                     format!("clause {}: {} has no field {path:?}", c.id, entity.name()),
                 );
                 continue;
-            }
+            };
             let Some(t) = Transform::parse(transform) else {
                 count(
                     at,
@@ -324,6 +324,18 @@ fn check(
                 );
                 continue;
             };
+            if matches!(t, Transform::Pseudonymise | Transform::Redact) && info.kind != Kind::String
+            {
+                count(
+                    at,
+                    format!(
+                        "clause {}: {path}: {} applies to text fields only; name the text fields inside it",
+                        c.id,
+                        t.name()
+                    ),
+                );
+                continue;
+            }
             if let Transform::Generalise(g) = t {
                 let leaf = path.rsplit('.').next().unwrap_or(path);
                 let fits = match g {
@@ -350,6 +362,9 @@ fn check(
                 path: path.clone(),
                 transform: t,
             });
+        }
+        for why in structure(entity, &known, &fields) {
+            count(c.fields.span().start, format!("clause {}: {why}", c.id));
         }
         if c.fields.get_ref().is_empty() {
             count(
@@ -392,6 +407,72 @@ fn check(
         clauses,
         file: file.to_owned(),
     })
+}
+
+/// A clause's fields must make whole records: the key (so a recipient can relate updates and
+/// retractions), and every required field of any record it shares part of. Returns the problems.
+fn structure(
+    entity: Entity,
+    known: &BTreeMap<String, Field>,
+    rules: &[FieldRule],
+) -> Vec<String> {
+    let named = |p: &str| rules.iter().any(|r| r.path == p);
+    let reached = |p: &str| {
+        rules
+            .iter()
+            .any(|r| r.path == p || r.path.strip_prefix(p).is_some_and(|s| s.starts_with('.')))
+    };
+    let mut problems = Vec::new();
+    let key = entity.key_field();
+    match rules.iter().find(|r| r.path == key) {
+        Some(r) if matches!(r.transform, Transform::Keep | Transform::Pseudonymise) => {}
+        Some(r) => problems.push(format!(
+            "{key} cannot be {}: feed records are keyed by it; keep or pseudonymise it",
+            r.transform.name()
+        )),
+        None => problems.push(format!(
+            "must share {key} (keep or pseudonymise): feed records are keyed by it, so a recipient can relate an {}'s updates and retractions",
+            entity.name()
+        )),
+    }
+    // The records shared in part: each ancestor of a named path that is not itself shared whole.
+    let mut partial: Vec<String> = vec![String::new()];
+    for r in rules {
+        let mut at = r.path.as_str();
+        while let Some((parent, _)) = at.rsplit_once('.') {
+            let whole = parent.split('.').scan(String::new(), |acc, part| {
+                if !acc.is_empty() {
+                    acc.push('.');
+                }
+                acc.push_str(part);
+                Some(acc.clone())
+            });
+            if whole.clone().any(|a| named(&a)) {
+                break;
+            }
+            if !partial.iter().any(|p| p == parent) {
+                partial.push(parent.to_owned());
+            }
+            at = parent;
+        }
+    }
+    // The envelope travels whole with every feed record (see `project`), so it is never partial.
+    for parent in partial.into_iter().filter(|p| p != "envelope" && !p.starts_with("envelope.")) {
+        let prefix = if parent.is_empty() { String::new() } else { format!("{parent}.") };
+        for (path, field) in known.range(prefix.clone()..) {
+            let Some(child) = path.strip_prefix(&prefix) else { break };
+            if child.contains('.') || field.optional || path == "envelope" || path == key {
+                continue;
+            }
+            if !reached(path) {
+                let what = if parent.is_empty() { entity.name() } else { parent.as_str() };
+                problems.push(format!(
+                    "shares part of {what} but not {path}, which every {what} has; name {path:?} too, or share {what} whole"
+                ));
+            }
+        }
+    }
+    problems
 }
 
 /// Runs a condition on a fully populated sample record: it must give true or false.

@@ -136,6 +136,7 @@ impl VictimCrm {
                 date_of_birth: s
                     .opt_str("dob", p)
                     .and_then(|v| p.check(&s.field("dob"), validate::date(v))),
+                age_band: None,
                 gender: None,
                 phone: s.opt_str("phone", p).map(str::to_owned),
                 address,

@@ -389,6 +389,7 @@ impl Mait {
                 date_of_birth: s
                     .text("DateOfBirth", p)
                     .and_then(|v| p.check(&s.field("DateOfBirth"), validate::date(v))),
+                age_band: None,
                 gender: None,
                 phone: s.text("Phone", p).map(str::to_owned),
                 address: None,

@@ -107,6 +107,22 @@ fn bad_agreements_are_refused_with_file_line_and_reason() {
             example().replace("lawful_basis", "lawful_basiss"),
             "unknown field `lawful_basiss`",
         ),
+        (
+            example().replace("\"incident_id\" = \"keep\"\n", ""),
+            "clause rtc-and-fire-hazards: must share incident_id (keep or pseudonymise)",
+        ),
+        (
+            example().replace("\"incident_id\" = \"keep\"", "\"incident_id\" = \"redact\""),
+            "incident_id cannot be redact",
+        ),
+        (
+            example().replace("\"resources\" = \"keep\"", "\"resources.callsign\" = \"keep\""),
+            "shares part of resources but not resources.agency, which every resources has",
+        ),
+        (
+            example().replace("\"priority\" = \"keep\"", "\"priority\" = \"pseudonymise\""),
+            "priority: pseudonymise applies to text fields only",
+        ),
     ];
     for (text, want) in cases {
         let got = problems(&text);
