@@ -48,6 +48,19 @@ pub enum Error {
 
     #[error("cannot read {path}: {reason}")]
     Read { path: String, reason: String },
+
+    /// The projector could not build a record it decided to send: a bug, never the input's fault.
+    #[error("projecting event {event_id}: {reason}")]
+    Projection { event_id: String, reason: String },
+
+    #[error("Kafka: {0}")]
+    Kafka(String),
+
+    #[error("schema registry: {0}")]
+    Avro(#[from] bluelight_avro::Error),
+
+    #[error("{0}")]
+    Config(String),
 }
 
 fn list(problems: &[Problem]) -> String {
@@ -58,7 +71,14 @@ impl Error {
     pub fn domain(&self) -> ErrorDomain {
         match self {
             Error::Agreements(_) => ErrorDomain::User,
-            Error::Read { .. } => ErrorDomain::External,
+            Error::Read { .. } | Error::Kafka(_) => ErrorDomain::External,
+            Error::Projection { .. } => ErrorDomain::Internal,
+            Error::Avro(e) => match e.domain() {
+                bluelight_avro::ErrorDomain::User => ErrorDomain::User,
+                bluelight_avro::ErrorDomain::External => ErrorDomain::External,
+                bluelight_avro::ErrorDomain::Internal => ErrorDomain::Internal,
+            },
+            Error::Config(_) => ErrorDomain::User,
         }
     }
 

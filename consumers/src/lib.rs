@@ -5,9 +5,14 @@
 //!   record, validity dates, overlaps), reporting every problem with its file and line. Default
 //!   deny: a field reaches a recipient only when a clause in force names it.
 //!
-//! The projector, victim updates and the gateway build on these.
+//! - [`project`]: the projector: deciding every agreement for each canonical event, building each
+//!   recipient's record and its audit record, retraction notices, and `bluelight project`, the
+//!   exactly-once Kafka service that writes feeds, audit and state in one transaction.
+//!
+//! Victim updates and the gateway build on these.
 
 mod error;
 pub mod policy;
+pub mod project;
 
 pub use error::{Error, ErrorDomain, Problem, Result};

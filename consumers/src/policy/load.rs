@@ -17,6 +17,9 @@ use crate::{Error, Problem, Result};
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     pub agreements: Vec<Agreement>,
+    /// A digest of every file's name and text: quoted in each audit record, so a disclosure can
+    /// be traced to the exact policy in force.
+    pub version: String,
 }
 
 #[derive(Deserialize)]
@@ -121,10 +124,28 @@ pub fn load_str(files: &[(String, String)], today: jiff::civil::Date) -> Result<
     }
     check_across(&agreements, &mut problems);
     if problems.is_empty() {
-        Ok(Policy { agreements })
+        Ok(Policy {
+            agreements,
+            version: digest(files),
+        })
     } else {
         Err(Error::Agreements(problems))
     }
+}
+
+fn digest(files: &[(String, String)]) -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for (name, text) in files {
+        let name = std::path::Path::new(name)
+            .file_name()
+            .map_or(name.as_str(), |n| n.to_str().unwrap_or_default());
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(text.as_bytes());
+        h.update([0]);
+    }
+    h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn date(

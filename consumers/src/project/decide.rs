@@ -1,0 +1,542 @@
+//! Deciding every agreement for one event and building what each recipient gets, with no I/O:
+//! the same code serves the Kafka service, `bluelight agreements explain` and the tests.
+
+use std::{collections::HashMap, sync::Arc};
+
+use bluelight_avro::records::{
+    Disclosure, DisclosureKind, DisclosureRef, Envelope, EventRef, EventType, FieldTransform, Id,
+    SecurityMarking, Classification, Timestamp,
+};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{
+    event::Event,
+    plan::{CARRIED, Plan},
+    receipts::Receipt,
+    transform::Pseudonymiser,
+};
+use crate::{
+    Error, Result,
+    policy::{Agreement, Entity, Policy, Transform, fields::Kind},
+};
+
+/// Disclosure and notice ids are UUIDv5 of what they are about, so a replay after a crash gives
+/// the same ids and the audit trail never shows one disclosure under two names.
+const DISCLOSURE_NAMESPACE: Uuid = Uuid::from_u128(0x6c1f_7f0e_5a2b_4d3c_9e8f_0a1b_2c3d_4e5f);
+
+/// What one agreement decides for one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The clause at this index matched: the recipient gets the record.
+    Shares { clause: usize },
+    /// A clause matched but the record's marking is above the agreement's ceiling.
+    AboveCeiling { clause: usize },
+    NotInForce,
+    /// The event's source organisation is not one of the agreement's controllers.
+    NotController,
+    /// The recipient has no feed of the event's entity.
+    NoFeed,
+    /// No clause matched: each clause's id and why not.
+    NoClause(Vec<(String, String)>),
+}
+
+/// One record for one recipient's feed, and its audit record.
+#[derive(Debug, Clone)]
+pub struct FeedRecord {
+    pub topic: String,
+    /// The key the recipient knows the subject by.
+    pub key: String,
+    pub record: Event,
+    pub audit: Disclosure,
+    /// Index of the agreement in the policy.
+    pub agreement: usize,
+}
+
+/// Everything one event gives rise to.
+#[derive(Debug, Default)]
+pub struct Projection {
+    pub feeds: Vec<FeedRecord>,
+    /// Agreements whose clause matched but whose ceiling the record's marking is above.
+    pub above_ceiling: Vec<usize>,
+    /// Agreements whose condition failed to evaluate (treated as not matching: default deny).
+    pub condition_errors: Vec<(usize, String)>,
+}
+
+pub struct Projector {
+    policy: Arc<Policy>,
+    plans: Vec<Vec<Plan>>,
+    pseudonymisers: Vec<Pseudonymiser>,
+    /// The agreements that have a clause listing each event type: the only ones worth deciding.
+    by_type: HashMap<EventType, Vec<usize>>,
+    /// Per entity, the top-level fields conditions read, and whether each is a record (bound as
+    /// an empty map when absent, so `has(casualties.serious)` is false rather than an error).
+    vars: HashMap<Entity, Vec<(String, bool)>>,
+    /// CEL's standard library, built once (about 46 µs); each event gets an inner scope.
+    root: cel::Context<'static, 'static>,
+    disclosed_by: String,
+}
+
+impl std::fmt::Debug for Projector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Projector")
+            .field("policy_version", &self.policy.version)
+            .field("agreements", &self.policy.agreements.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Projector {
+    /// `secret` keys the pseudonyms; `disclosed_by` names this service in the audit records.
+    pub fn new(policy: Arc<Policy>, secret: &[u8], disclosed_by: &str) -> Self {
+        let mut by_type: HashMap<EventType, Vec<usize>> = HashMap::new();
+        let mut vars: HashMap<Entity, Vec<(String, bool)>> = HashMap::new();
+        let mut plans = Vec::new();
+        let mut pseudonymisers = Vec::new();
+        for (i, a) in policy.agreements.iter().enumerate() {
+            pseudonymisers.push(Pseudonymiser::new(secret, &a.id));
+            plans.push(a.clauses.iter().map(|c| Plan::new(c.entity, c)).collect());
+            for c in &a.clauses {
+                for t in &c.event_types {
+                    let list = by_type.entry(*t).or_default();
+                    if !list.contains(&i) {
+                        list.push(i);
+                    }
+                }
+                let Some((_, program)) = &c.condition else {
+                    continue;
+                };
+                let fields = c.entity.fields();
+                let list = vars.entry(c.entity).or_default();
+                for v in program.references().variables() {
+                    if let Some(f) = fields.get(v)
+                        && !list.iter().any(|(n, _)| n == v)
+                    {
+                        list.push((v.to_owned(), f.kind == Kind::Record));
+                    }
+                }
+            }
+        }
+        Projector {
+            policy,
+            plans,
+            pseudonymisers,
+            by_type,
+            vars,
+            root: cel::Context::default(),
+            disclosed_by: disclosed_by.to_owned(),
+        }
+    }
+
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    /// Decides one agreement for an event. `json` is the event's JSON view.
+    pub fn decide(
+        &self,
+        agreement: usize,
+        event: &Event,
+        scope: &cel::Context<'_, '_>,
+        today: jiff::civil::Date,
+    ) -> std::result::Result<Verdict, String> {
+        let Some(a) = self.policy.agreements.get(agreement) else {
+            return Ok(Verdict::NotInForce);
+        };
+        let env = event.envelope();
+        let entity = event.entity();
+        if !a.in_force(today) {
+            return Ok(Verdict::NotInForce);
+        }
+        if !a.controllers.contains(&env.source_org) {
+            return Ok(Verdict::NotController);
+        }
+        if !a.recipient.feeds.contains(&entity) {
+            return Ok(Verdict::NoFeed);
+        }
+        let mut why = Vec::new();
+        for (i, c) in a.clauses.iter().enumerate() {
+            if c.entity != entity {
+                why.push((c.id.clone(), format!("covers {} events", c.entity.name())));
+                continue;
+            }
+            if !c.event_types.contains(&env.event_type) {
+                why.push((c.id.clone(), format!("does not list {:?}", env.event_type)));
+                continue;
+            }
+            if let Some((text, program)) = &c.condition {
+                match program.execute(scope) {
+                    Ok(cel::Value::Bool(true)) => {}
+                    Ok(cel::Value::Bool(false)) => {
+                        why.push((c.id.clone(), format!("condition {text:?} is false")));
+                        continue;
+                    }
+                    Ok(other) => return Err(format!("condition {text:?} gave {other:?}")),
+                    Err(e) => return Err(format!("condition {text:?} failed: {e}")),
+                }
+            }
+            return Ok(if env.marking.classification > a.ceiling {
+                Verdict::AboveCeiling { clause: i }
+            } else {
+                Verdict::Shares { clause: i }
+            });
+        }
+        Ok(Verdict::NoClause(why))
+    }
+
+    /// The CEL scope of one event: the top-level fields the conditions read.
+    pub fn scope<'a>(&'a self, entity: Entity, json: &Value) -> cel::Context<'a, 'static> {
+        let mut scope = self.root.new_inner_scope();
+        for (name, is_record) in self.vars.get(&entity).into_iter().flatten() {
+            let v = match json.get(name) {
+                Some(Value::Null) | None if *is_record => {
+                    cel::Value::Map(cel::objects::Map::from(HashMap::<String, cel::Value>::new()))
+                }
+                Some(v) => cel::to_value(v).unwrap_or(cel::Value::Null),
+                None => cel::Value::Null,
+            };
+            scope.add_variable_from_value(name.clone(), v);
+        }
+        scope
+    }
+
+    /// Every disclosure an event gives rise to. Retracting events give none here: see
+    /// [`Projector::retract`].
+    pub fn project(&self, event: &Event, today: jiff::civil::Date, now: Timestamp) -> Result<Projection> {
+        let mut out = Projection::default();
+        let env = event.envelope();
+        if env.retracts.is_some() || env.event_type == event.entity().retracted() {
+            return Ok(out);
+        }
+        let Some(candidates) = self.by_type.get(&env.event_type) else {
+            return Ok(out);
+        };
+        let json = event.to_json().map_err(|e| internal(event, &e.to_string()))?;
+        let scope = self.scope(event.entity(), &json);
+        for &i in candidates {
+            match self.decide(i, event, &scope, today) {
+                Ok(Verdict::Shares { clause }) => {
+                    out.feeds.push(self.disclose(i, clause, event, &json, now)?);
+                }
+                Ok(Verdict::AboveCeiling { .. }) => out.above_ceiling.push(i),
+                Ok(_) => {}
+                Err(why) => out.condition_errors.push((i, why)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The recipient's copy of `event` under one clause, with its audit record.
+    pub fn disclose(
+        &self,
+        agreement: usize,
+        clause: usize,
+        event: &Event,
+        json: &Value,
+        now: Timestamp,
+    ) -> Result<FeedRecord> {
+        let a = &self.policy.agreements[agreement];
+        let c = &a.clauses[clause];
+        let plan = &self.plans[agreement][clause];
+        let env = event.envelope();
+        let entity = event.entity();
+        let topic = feed_topic(&a.recipient.org, entity);
+        let disclosure_id = Id(Uuid::new_v5(
+            &DISCLOSURE_NAMESPACE,
+            format!(
+                "disclosure\0{}\0{}\0{}\0{}",
+                env.event_id, a.id, c.id, a.recipient.org
+            )
+            .as_bytes(),
+        ));
+        let mut projected = plan.apply(json, &self.pseudonymisers[agreement], env.occurred_at.0);
+        let reference = DisclosureRef {
+            disclosure_id,
+            agreement_id: a.id.clone(),
+            clause_id: c.id.clone(),
+            recipient: a.recipient.org.clone(),
+        };
+        if let Some(e) = projected.get_mut(CARRIED).and_then(Value::as_object_mut) {
+            e.insert(
+                "disclosure".into(),
+                serde_json::to_value(&reference).map_err(|e| internal(event, &e.to_string()))?,
+            );
+        }
+        let record = Event::from_json(entity, projected).map_err(|e| {
+            internal(
+                event,
+                &format!("clause {} of {} gives no valid record: {e}", c.id, a.id),
+            )
+        })?;
+        let key = record.key().to_owned();
+        let audit = self.audit(
+            a,
+            &c.id,
+            DisclosureKind::Disclosure,
+            event,
+            &topic,
+            disclosure_id,
+            now,
+            (plan.disclosed.clone(), plan.transformed.clone(), plan.withheld.clone()),
+        );
+        Ok(FeedRecord {
+            topic,
+            key,
+            record,
+            audit,
+            agreement,
+        })
+    }
+
+    /// Retraction notices for the recipients of the events `event` withdraws or corrects:
+    /// exactly those in `receipts`, whatever the agreements say now (a recipient that holds the
+    /// data must hear it is withdrawn, even after its agreement ended). Marks the events told.
+    pub fn retract(&self, event: &Event, receipts: &mut [Receipt], now: Timestamp) -> Result<Vec<FeedRecord>> {
+        let env = event.envelope();
+        let entity = event.entity();
+        let (targets, reason): (Option<Id>, String) = if let Some(r) = &env.retracts {
+            (Some(r.event_id), r.reason.clone())
+        } else if let Some(r) = &env.supersedes {
+            (Some(r.event_id), format!("corrected: {}", r.reason))
+        } else if env.event_type == entity.retracted() {
+            (None, whole_subject_reason(event))
+        } else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for r in receipts.iter_mut() {
+            let stand_in = ended(r);
+            let Receipt {
+                feed,
+                recipient,
+                agreement_id,
+                agreement_version,
+                sent_key,
+                events,
+            } = r;
+            for sent in events.iter_mut() {
+                if sent.retracted || targets.is_some_and(|t| t != sent.event_id) {
+                    continue;
+                }
+                sent.retracted = true;
+                let notice_id = Id(Uuid::new_v5(
+                    &DISCLOSURE_NAMESPACE,
+                    format!("retraction\0{}\0{}\0{}", env.event_id, feed, sent.event_id).as_bytes(),
+                ));
+                let reference = DisclosureRef {
+                    disclosure_id: notice_id,
+                    agreement_id: agreement_id.clone(),
+                    clause_id: sent.clause_id.clone(),
+                    recipient: recipient.clone(),
+                };
+                let mut notice_env = Envelope::new(
+                    entity.retracted(),
+                    &env.source_system,
+                    &env.source_org,
+                    env.occurred_at,
+                );
+                notice_env.event_id = notice_id;
+                notice_env.recorded_at = env.recorded_at;
+                notice_env.correlation_id = env.correlation_id;
+                notice_env.causation_id = Some(env.event_id);
+                notice_env.marking = env.marking.clone();
+                notice_env.retracts = Some(EventRef {
+                    event_id: sent.event_id,
+                    reason: reason.clone(),
+                });
+                notice_env.disclosure = Some(reference);
+                let mut json = serde_json::Map::new();
+                json.insert(
+                    CARRIED.into(),
+                    serde_json::to_value(&notice_env).map_err(|e| internal(event, &e.to_string()))?,
+                );
+                json.insert(entity.key_field().into(), Value::String(sent_key.clone()));
+                if entity == Entity::Incident {
+                    json.insert("status".into(), Value::String("RETRACTED".into()));
+                }
+                if entity == Entity::Victim {
+                    // A victim record needs these; the notice carries no facts about the victim.
+                    json.insert("enhanced_rights".into(), Value::Bool(false));
+                    json.insert(
+                        "contact".into(),
+                        serde_json::json!({"channel": "LETTER", "frequency": "ON_REQUEST", "opted_out": true}),
+                    );
+                }
+                let record = Event::from_json(entity, Value::Object(json))
+                    .map_err(|e| internal(event, &format!("retraction notice: {e}")))?;
+                let agreement = self
+                    .policy
+                    .agreements
+                    .iter()
+                    .position(|a| &a.id == agreement_id);
+                let audit = match agreement.map(|i| &self.policy.agreements[i]) {
+                    Some(a) => self.audit(
+                        a,
+                        &sent.clause_id,
+                        DisclosureKind::Retraction,
+                        event,
+                        &feed,
+                        notice_id,
+                        now,
+                        notice_fields(entity),
+                    ),
+                    None => {
+                        // The agreement has ended since: the retraction is still owed and logged.
+                        let mut d = self.audit(
+                            &stand_in,
+                            &sent.clause_id,
+                            DisclosureKind::Retraction,
+                            event,
+                            &feed,
+                            notice_id,
+                            now,
+                            notice_fields(entity),
+                        );
+                        d.agreement_version.clone_from(agreement_version);
+                        d
+                    }
+                };
+                out.push(FeedRecord {
+                    topic: feed.clone(),
+                    key: sent_key.clone(),
+                    record,
+                    audit,
+                    agreement: agreement.unwrap_or(usize::MAX),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn audit(
+        &self,
+        a: &Agreement,
+        clause_id: &str,
+        kind: DisclosureKind,
+        event: &Event,
+        feed: &str,
+        disclosure_id: Id,
+        now: Timestamp,
+        (disclosed, transformed, withheld): (Vec<String>, Vec<FieldTransform>, Vec<String>),
+    ) -> Disclosure {
+        let env = event.envelope();
+        let mut envelope = Envelope::new(
+            EventType::DisclosureRecorded,
+            &self.disclosed_by,
+            &env.source_org,
+            now,
+        );
+        envelope.event_id = disclosure_id;
+        envelope.recorded_at = now;
+        envelope.correlation_id = env.correlation_id;
+        envelope.causation_id = Some(env.event_id);
+        // The audit record names fields, never values: it is OFFICIAL whatever it is about.
+        envelope.marking = SecurityMarking {
+            classification: Classification::Official,
+            caveats: Vec::new(),
+        };
+        Disclosure {
+            envelope,
+            kind,
+            source_event_id: env.event_id,
+            source_event_type: env.event_type,
+            source_topic: env.event_type.topic().to_owned(),
+            subject_id: event.key().to_owned(),
+            recipient: a.recipient.org.clone(),
+            feed: feed.to_owned(),
+            agreement_id: a.id.clone(),
+            agreement_version: a.version.clone(),
+            clause_id: clause_id.to_owned(),
+            purposes: a.purposes.clone(),
+            lawful_basis: a.lawful_basis.clone(),
+            policy_version: self.policy.version.clone(),
+            disclosed_by: self.disclosed_by.clone(),
+            fields_disclosed: disclosed,
+            fields_transformed: transformed,
+            fields_withheld: withheld,
+        }
+    }
+
+    /// The pseudonymiser of an agreement, for tests and `explain`.
+    pub fn pseudonymiser(&self, agreement: usize) -> Option<&Pseudonymiser> {
+        self.pseudonymisers.get(agreement)
+    }
+
+    /// Whether any clause of the agreement pseudonymises its entity's key.
+    pub fn key_transform(&self, agreement: usize, entity: Entity) -> Transform {
+        self.policy
+            .agreements
+            .get(agreement)
+            .and_then(|a| {
+                a.clauses.iter().find(|c| c.entity == entity).and_then(|c| {
+                    c.fields
+                        .iter()
+                        .find(|f| f.path == entity.key_field())
+                        .map(|f| f.transform)
+                })
+            })
+            .unwrap_or(Transform::Keep)
+    }
+}
+
+/// `feed.<recipient>.<entity>.v1`.
+pub fn feed_topic(recipient: &str, entity: Entity) -> String {
+    format!("feed.{recipient}.{}.v1", entity.name())
+}
+
+fn notice_fields(entity: Entity) -> (Vec<String>, Vec<FieldTransform>, Vec<String>) {
+    (
+        vec![CARRIED.to_owned(), entity.key_field().to_owned()],
+        Vec::new(),
+        Vec::new(),
+    )
+}
+
+fn whole_subject_reason(event: &Event) -> String {
+    let code = match event {
+        Event::Incident(r) => r.closure.as_ref(),
+        Event::Case(r) => r.outcome.as_ref(),
+        Event::Victim(_) => None,
+    };
+    let by = &event.envelope().source_org;
+    match code {
+        Some(c) => format!(
+            "withdrawn by {by}: {}",
+            c.label.as_deref().unwrap_or(c.code.as_str())
+        ),
+        None => format!("withdrawn by {by}"),
+    }
+}
+
+/// A stand-in for an agreement that has ended, for the audit record of a retraction under it.
+fn ended(r: &Receipt) -> Agreement {
+    Agreement {
+        id: r.agreement_id.clone(),
+        title: String::new(),
+        version: r.agreement_version.clone(),
+        controllers: Vec::new(),
+        recipient: crate::policy::Recipient {
+            org: r.recipient.clone(),
+            feeds: Vec::new(),
+        },
+        purposes: Vec::new(),
+        lawful_basis: format!(
+            "retraction of disclosures made under {} version {} (agreement since ended)",
+            r.agreement_id, r.agreement_version
+        ),
+        valid_from: jiff::civil::Date::MIN,
+        valid_to: None,
+        review_date: jiff::civil::Date::MIN,
+        ceiling: Classification::Official,
+        clauses: Vec::new(),
+        file: String::new(),
+    }
+}
+
+fn internal(event: &Event, reason: &str) -> Error {
+    Error::Projection {
+        event_id: event.envelope().event_id.to_string(),
+        reason: reason.to_owned(),
+    }
+}
