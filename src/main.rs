@@ -7,6 +7,7 @@
 mod agreements;
 mod ingest;
 mod ops;
+mod project;
 mod registry;
 mod schemas;
 mod simulate;
@@ -45,6 +46,8 @@ enum Command {
     Topics(topics::TopicsCommand),
     /// Receive source systems' records over HTTP (or load a file), translate and publish them.
     Ingest(Box<ingest::IngestCommand>),
+    /// Project canonical events into recipients' feeds under the sharing agreements, exactly once.
+    Project(Box<project::ProjectCommand>),
     /// Serve the Confluent-compatible schema registry, stored in the `_schemas` topic.
     Registry(registry::RegistryCommand),
     /// Export the canonical Avro schemas and register them with the schema registry.
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
             Command::Agreements(cmd) => cmd.run().await,
             Command::Topics(cmd) => cmd.run().await,
             Command::Ingest(cmd) => cmd.run().await,
+            Command::Project(cmd) => cmd.run().await,
             Command::Registry(cmd) => cmd.run().await,
             Command::Schemas(cmd) => cmd.run().await,
             Command::Simulate(cmd) => cmd.run().await,

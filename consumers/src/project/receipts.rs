@@ -105,6 +105,11 @@ impl Receipts {
         }
     }
 
+    /// Sets a subject's receipts as read from the state topic, outside any transaction.
+    pub fn load(&mut self, key: &str, receipts: Option<Vec<Receipt>>) {
+        self.set(key, receipts);
+    }
+
     /// Records that `feed` received `event_id`; returns the subject's new receipts to persist.
     pub fn record(&mut self, key: &str, receipt: Receipt) -> Vec<Receipt> {
         let mut all = self.get(key).to_vec();

@@ -1,0 +1,142 @@
+//! Projector telemetry: one function per event, writing the log line and the metric together.
+//! Labels are topics, partitions, agreements, recipients and fixed reasons: all bounded by
+//! configuration, never by a record's content.
+
+use std::{sync::LazyLock, time::Duration};
+
+use prometheus::{
+    Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    exponential_buckets, register_histogram, register_int_counter,
+    register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+};
+
+pub(crate) struct Metrics {
+    pub consumed: IntCounterVec,
+    pub disclosures: IntCounterVec,
+    pub fields_withheld: IntCounterVec,
+    pub ceiling: IntCounterVec,
+    pub retractions: IntCounterVec,
+    pub dead_letters: IntCounterVec,
+    pub condition_errors: IntCounterVec,
+    pub end_to_end: Histogram,
+    pub processing: Histogram,
+    pub commit: Histogram,
+    pub aborts: IntCounterVec,
+    pub lag: IntGaugeVec,
+    pub paused: IntGauge,
+    pub queue_full: IntCounter,
+    pub receipts: IntGauge,
+    pub receipts_evicted: IntCounter,
+    pub reloads: IntCounterVec,
+}
+
+#[allow(clippy::expect_used)] // metric names are constants; a clash is a programming error found at start-up
+pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+    consumed: register_int_counter_vec!(
+        "bluelight_projector_events_consumed_total",
+        "Canonical events read and decided, by topic.",
+        &["topic"]
+    )
+    .expect("metric"),
+    disclosures: register_int_counter_vec!(
+        "bluelight_projector_disclosures_total",
+        "Records written to a feed under an agreement (each with its audit record).",
+        &["agreement", "recipient"]
+    )
+    .expect("metric"),
+    fields_withheld: register_int_counter_vec!(
+        "bluelight_projector_fields_withheld_total",
+        "Fields left out of disclosed records, by agreement and reason (not-shared: the clause does not name them).",
+        &["agreement", "reason"]
+    )
+    .expect("metric"),
+    ceiling: register_int_counter_vec!(
+        "bluelight_projector_records_withheld_ceiling_total",
+        "Records a clause matched but withheld because their marking is above the agreement's classification ceiling.",
+        &["agreement"]
+    )
+    .expect("metric"),
+    retractions: register_int_counter_vec!(
+        "bluelight_projector_retractions_sent_total",
+        "Retraction notices written to recipients' feeds.",
+        &["recipient"]
+    )
+    .expect("metric"),
+    dead_letters: register_int_counter_vec!(
+        "bluelight_projector_dead_letters_total",
+        "Records written to dlq.projector.v1, by reason.",
+        &["reason"]
+    )
+    .expect("metric"),
+    condition_errors: register_int_counter_vec!(
+        "bluelight_projector_condition_errors_total",
+        "Clause conditions that failed to evaluate on an event (treated as not matching).",
+        &["agreement"]
+    )
+    .expect("metric"),
+    end_to_end: register_histogram!(
+        "bluelight_projector_end_to_end_seconds",
+        "From the source recording an event to the transaction that discloses it committing.",
+        exponential_buckets(0.005, 2.0, 16).expect("buckets")
+    )
+    .expect("metric"),
+    processing: register_histogram!(
+        "bluelight_projector_processing_seconds",
+        "Decoding, deciding, projecting and encoding one event.",
+        exponential_buckets(0.000_01, 2.0, 18).expect("buckets")
+    )
+    .expect("metric"),
+    commit: register_histogram!(
+        "bluelight_projector_transaction_commit_seconds",
+        "Sending offsets and committing one transaction.",
+        exponential_buckets(0.001, 2.0, 16).expect("buckets")
+    )
+    .expect("metric"),
+    aborts: register_int_counter_vec!(
+        "bluelight_projector_transaction_aborts_total",
+        "Transactions aborted (the batch is read again), by reason.",
+        &["reason"]
+    )
+    .expect("metric"),
+    lag: register_int_gauge_vec!(
+        "bluelight_projector_consumer_lag",
+        "Committed-to-end lag in records per assigned partition.",
+        &["topic", "partition"]
+    )
+    .expect("metric"),
+    paused: register_int_gauge!(
+        "bluelight_projector_paused",
+        "1 while consumption is paused because the producer's queue is full."
+    )
+    .expect("metric"),
+    queue_full: register_int_counter!(
+        "bluelight_projector_producer_queue_full_total",
+        "Times a send found the producer's queue full and consumption paused."
+    )
+    .expect("metric"),
+    receipts: register_int_gauge!(
+        "bluelight_projector_receipts_subjects",
+        "Subjects whose recipients are held in memory for retractions."
+    )
+    .expect("metric"),
+    receipts_evicted: register_int_counter!(
+        "bluelight_projector_receipts_evicted_total",
+        "Subjects forgotten at the receipts capacity (a later retraction for one is dead-lettered)."
+    )
+    .expect("metric"),
+    reloads: register_int_counter_vec!(
+        "bluelight_projector_policy_reloads_total",
+        "Agreement directory changes seen, by result (applied, refused).",
+        &["result"]
+    )
+    .expect("metric"),
+});
+
+pub(crate) fn seconds(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// Forces registration, so /metrics lists every series from the start.
+pub(crate) fn init() {
+    LazyLock::force(&METRICS);
+}

@@ -1,0 +1,154 @@
+//! `bluelight project`: wiring for the projector service (the work is in
+//! `bluelight_consumers::project::service`).
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::ExitCode,
+    sync::{Arc, atomic::AtomicBool},
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use bluelight_consumers::project::service::{self, ProjectConfig, Status};
+use bluelight_topics::KafkaArgs;
+use clap::Args;
+
+use crate::{ops, schemas::RegistryArgs};
+
+/// Project canonical events into recipients' feeds under the Information Sharing Agreements.
+///
+/// Reads bl.incident.v1, bl.case.v1 and bl.victim.v1 as a consumer group. For each event and each
+/// agreement in force it writes the fields the agreement allows to feed.<recipient>.<entity>.v1 and
+/// one DPA 2018 s62 record to audit.disclosure.v1; feeds, audit records, receipts
+/// (state.disclosures.v1) and consumer offsets commit in one Kafka transaction, so a crash neither
+/// loses nor repeats a disclosure. Retractions and corrections reach exactly the earlier
+/// recipients. Records that cannot be read go to dlq.projector.v1. Agreement files are re-read
+/// when they change (a change that does not load is refused and the previous set stays in force).
+///
+/// Run several instances with the same --group and different --instance ids to share the
+/// partitions.
+#[derive(Debug, Args)]
+pub struct ProjectCommand {
+    /// Address for /metrics and /health/{live,ready}.
+    #[arg(long, env = "BLUELIGHT_PROJECT_LISTEN", default_value = "127.0.0.1:8083", value_name = "HOST:PORT")]
+    listen: SocketAddr,
+
+    /// Directory of agreement files (`*.toml`).
+    #[arg(long, env = "BLUELIGHT_AGREEMENTS", default_value = "agreements", value_name = "DIR")]
+    agreements: PathBuf,
+
+    /// File holding the secret that keys pseudonyms (at least 32 bytes; keep it in a secret store).
+    /// Changing it changes every pseudonym. Make one with `head -c 32 /dev/urandom | base64`.
+    #[arg(long, env = "BLUELIGHT_PSEUDONYM_KEY_FILE", value_name = "FILE")]
+    pseudonym_key_file: PathBuf,
+
+    /// Consumer group shared by every instance.
+    #[arg(long, env = "BLUELIGHT_PROJECT_GROUP", default_value = "bluelight-project", value_name = "NAME")]
+    group: String,
+
+    /// This instance's stable name, unique within the group (it makes the transactional id, so a
+    /// restarted instance fences its predecessor at once). E.g. the pod's ordinal.
+    #[arg(long, env = "BLUELIGHT_PROJECT_INSTANCE", default_value = "0", value_name = "ID")]
+    instance: String,
+
+    /// Most events per transaction.
+    #[arg(long, env = "BLUELIGHT_PROJECT_BATCH_MAX", default_value = "2000", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    batch_max: u32,
+
+    /// Longest a transaction waits to fill, in milliseconds (latency against throughput).
+    #[arg(long, env = "BLUELIGHT_PROJECT_BATCH_MS", default_value = "100", value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    batch_ms: u64,
+
+    /// The producer's queue bound in records; when full, consumption pauses until it drains.
+    #[arg(long, env = "BLUELIGHT_PROJECT_QUEUE_MAX", default_value = "20000", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(100..=1_000_000))]
+    queue_max: u32,
+
+    /// Subjects (incidents, cases, victims) whose recipients are held for retractions; past it the
+    /// least recently touched is forgotten and counted.
+    #[arg(long, env = "BLUELIGHT_PROJECT_RECEIPTS", default_value = "1000000", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    receipts_capacity: u32,
+
+    /// Partitions of feed topics the projector creates.
+    #[arg(long, env = "BLUELIGHT_FEED_PARTITIONS", default_value = "6", value_name = "N")]
+    feed_partitions: i32,
+
+    /// Replication factor of feed topics the projector creates (-1: the broker's default).
+    #[arg(long, env = "BLUELIGHT_FEED_REPLICATION_FACTOR", default_value = "-1", value_name = "N")]
+    replication_factor: i32,
+
+    /// Timeout of each transaction step, in seconds.
+    #[arg(long = "transaction-timeout", env = "BLUELIGHT_PROJECT_TRANSACTION_TIMEOUT", default_value = "30", value_name = "SECONDS")]
+    transaction_timeout: u64,
+
+    #[command(flatten)]
+    registry: RegistryArgs,
+
+    #[command(flatten)]
+    kafka: KafkaArgs,
+}
+
+impl ProjectCommand {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        let secret = std::fs::read(&self.pseudonym_key_file)
+            .with_context(|| format!("reading --pseudonym-key-file {}", self.pseudonym_key_file.display()))?;
+        let secret = secret.trim_ascii().to_vec();
+        if secret.len() < 32 {
+            bail!(
+                "{} holds {} bytes; a pseudonym key needs at least 32 (make one with `head -c 32 /dev/urandom | base64`)",
+                self.pseudonym_key_file.display(),
+                secret.len()
+            );
+        }
+        let codec = Arc::new(self.registry.codec()?);
+        let mut cfg = ProjectConfig::new(self.kafka, self.agreements, secret);
+        cfg.transactional_id = format!("{}-{}", self.group, self.instance);
+        cfg.group = self.group;
+        cfg.batch_max = self.batch_max as usize;
+        cfg.batch_time = Duration::from_millis(self.batch_ms);
+        cfg.queue_max_messages = self.queue_max as usize;
+        cfg.receipts_capacity = self.receipts_capacity as usize;
+        cfg.feed_partitions = self.feed_partitions;
+        cfg.replication_factor = self.replication_factor;
+        cfg.timeout = Duration::from_secs(self.transaction_timeout.max(1));
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let status = Arc::new(Status::default());
+        status.set(Some("starting".into()));
+        let worker = {
+            let (stop, status, rt) = (stop.clone(), status.clone(), tokio::runtime::Handle::current());
+            std::thread::Builder::new()
+                .name("project".into())
+                .spawn(move || service::run(cfg, codec, rt, stop, status))
+                .context("starting the projector thread")?
+        };
+        let ready = {
+            let status = status.clone();
+            Arc::new(move || status.get().map_or(Ok(()), Err))
+        };
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let stopper = stop.clone();
+        let shutdown = async move {
+            tokio::select! {
+                () = ops::shutdown_signal() => {}
+                _ = done_rx => {}
+            }
+            stopper.store(true, std::sync::atomic::Ordering::Relaxed);
+        };
+        let http = tokio::spawn(ops::serve(self.listen, ops::routes(ready), shutdown));
+        let result = tokio::task::spawn_blocking(move || worker.join())
+            .await
+            .context("waiting for the projector")?;
+        let _ = done_tx.send(());
+        let _ = http.await;
+        match result {
+            Ok(Ok(())) => Ok(ExitCode::SUCCESS),
+            Ok(Err(e)) => Err(anyhow::anyhow!(e).context("the projector stopped")),
+            Err(_) => bail!("the projector thread panicked"),
+        }
+    }
+}
