@@ -12,8 +12,8 @@ use bluelight_consumers::{
     policy::{self, Entity},
     project::{Event, Projector, Verdict},
 };
-use serde_json::Value;
 use clap::{Args, Subcommand};
+use serde_json::Value;
 
 #[derive(Debug, Args)]
 pub struct AgreementsCommand {
@@ -46,7 +46,12 @@ enum Action {
     /// they show the shape, not what the live service would send.
     Explain {
         /// Directory of `*.toml` agreements.
-        #[arg(long, env = "BLUELIGHT_AGREEMENTS", default_value = "agreements", value_name = "DIR")]
+        #[arg(
+            long,
+            env = "BLUELIGHT_AGREEMENTS",
+            default_value = "agreements",
+            value_name = "DIR"
+        )]
         dir: PathBuf,
         /// The canonical event, as JSON.
         #[arg(long, value_name = "FILE")]
@@ -132,14 +137,26 @@ fn explain(
             return Ok(ExitCode::FAILURE);
         }
     };
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let json: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let json: Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
     let entity = [Entity::Incident, Entity::Case, Entity::Victim]
         .into_iter()
         .find(|e| json.get(e.key_field()).is_some())
-        .with_context(|| format!("{} has none of incident_id, case_id, victim_ref: not a canonical record", file.display()))?;
-    let event = Event::from_json(entity, json.clone())
-        .with_context(|| format!("{} is not a canonical {} record", file.display(), entity.name()))?;
+        .with_context(|| {
+            format!(
+                "{} has none of incident_id, case_id, victim_ref: not a canonical record",
+                file.display()
+            )
+        })?;
+    let event = Event::from_json(entity, json.clone()).with_context(|| {
+        format!(
+            "{} is not a canonical {} record",
+            file.display(),
+            entity.name()
+        )
+    })?;
     let secret = match key_file {
         Some(f) => std::fs::read(f).with_context(|| format!("reading {}", f.display()))?,
         None => b"bluelight explain demonstration key, not the live one".to_vec(),
@@ -152,8 +169,11 @@ fn explain(
         .map(|(i, _)| i)
         .collect();
     if mine.is_empty() {
-        let known: std::collections::BTreeSet<&str> =
-            policy.agreements.iter().map(|a| a.recipient.org.as_str()).collect();
+        let known: std::collections::BTreeSet<&str> = policy
+            .agreements
+            .iter()
+            .map(|a| a.recipient.org.as_str())
+            .collect();
         bail!(
             "no agreement in {} names recipient {recipient:?}, so it gets nothing (default deny); recipients: {}",
             dir.display(),
@@ -164,7 +184,12 @@ fn explain(
     let env = event.envelope();
     println!(
         "Event {} {:?} from {} ({:?}), {} {}, decided as on {day}",
-        env.event_id, env.event_type, env.source_org, env.marking.classification, entity.name(), event.key()
+        env.event_id,
+        env.event_type,
+        env.source_org,
+        env.marking.classification,
+        entity.name(),
+        event.key()
     );
     if key_file.is_none() {
         println!("(pseudonyms below use a demonstration key, not the live one)");
@@ -172,20 +197,29 @@ fn explain(
     let scope = projector.scope(entity, &json);
     for i in mine {
         let a = &projector.policy().agreements[i];
-        println!("\n{} version {} ({})\n  {}", a.id, a.version, a.file, a.title);
+        println!(
+            "\n{} version {} ({})\n  {}",
+            a.id, a.version, a.file, a.title
+        );
         match projector.decide(i, &event, &scope, day) {
-            Err(why) => println!("  SHARES NOTHING: {why} (a condition that fails counts as not met)"),
+            Err(why) => {
+                println!("  SHARES NOTHING: {why} (a condition that fails counts as not met)")
+            }
             Ok(Verdict::NotInForce) => println!(
                 "  SHARES NOTHING: not in force on {day} (valid {} to {})",
                 a.valid_from,
-                a.valid_to.map_or_else(|| "open".to_owned(), |d| d.to_string())
+                a.valid_to
+                    .map_or_else(|| "open".to_owned(), |d| d.to_string())
             ),
             Ok(Verdict::NotController) => println!(
                 "  SHARES NOTHING: the event comes from {}, not one of the controllers ({})",
                 env.source_org,
                 a.controllers.join(", ")
             ),
-            Ok(Verdict::NoFeed) => println!("  SHARES NOTHING: the recipient has no {} feed", entity.name()),
+            Ok(Verdict::NoFeed) => println!(
+                "  SHARES NOTHING: the recipient has no {} feed",
+                entity.name()
+            ),
             Ok(Verdict::NoClause(why)) => {
                 println!("  SHARES NOTHING: no clause matches");
                 for (c, w) in why {
@@ -201,20 +235,34 @@ fn explain(
                 let feed = projector.disclose(i, clause, &event, &json, Timestamp::now())?;
                 let sent = feed.record.to_json()?;
                 println!("  SHARES under clause {} to {}", c.id, feed.topic);
-                println!("  purposes: {}; lawful basis: {}", a.purposes.join(", "), a.lawful_basis);
+                println!(
+                    "  purposes: {}; lawful basis: {}",
+                    a.purposes.join(", "),
+                    a.lawful_basis
+                );
                 if let Some((cond, _)) = &c.condition {
                     println!("  condition {cond:?} is true");
                 }
                 println!("\n  {:<36} {:<28} VALUE SENT", "FIELD", "HOW");
-                println!("  {:<36} {:<28} {}", "envelope", "always (provenance, marking)", "event id, type, times, source, marking");
+                println!(
+                    "  {:<36} {:<28} event id, type, times, source, marking",
+                    "envelope", "always (provenance, marking)"
+                );
                 for rule in &c.fields {
                     let value = at(&sent, &rule.path);
-                    let shown = if rule.path.ends_with("date_of_birth") && rule.transform.name() == "generalise:age-band" {
+                    let shown = if rule.path.ends_with("date_of_birth")
+                        && rule.transform.name() == "generalise:age-band"
+                    {
                         at(&sent, &rule.path.replace("date_of_birth", "age_band"))
                     } else {
                         value
                     };
-                    println!("  {:<36} {:<28} {}", rule.path, rule.transform.name(), clip(&shown));
+                    println!(
+                        "  {:<36} {:<28} {}",
+                        rule.path,
+                        rule.transform.name(),
+                        clip(&shown)
+                    );
                 }
                 println!("\n  WITHHELD (not named by the clause; default deny):");
                 for w in &feed.audit.fields_withheld {
@@ -235,13 +283,21 @@ fn at(v: &Value, path: &str) -> Value {
         let mut next = Vec::new();
         for c in cur {
             match c {
-                Value::Array(items) => next.extend(items.into_iter().map(|i| i.get(part).cloned().unwrap_or(Value::Null))),
+                Value::Array(items) => next.extend(
+                    items
+                        .into_iter()
+                        .map(|i| i.get(part).cloned().unwrap_or(Value::Null)),
+                ),
                 other => next.push(other.get(part).cloned().unwrap_or(Value::Null)),
             }
         }
         cur = next;
     }
-    if cur.len() == 1 { cur.remove(0) } else { Value::Array(cur) }
+    if cur.len() == 1 {
+        cur.remove(0)
+    } else {
+        Value::Array(cur)
+    }
 }
 
 fn clip(v: &Value) -> String {

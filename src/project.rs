@@ -31,11 +31,21 @@ use crate::{ops, schemas::RegistryArgs};
 #[derive(Debug, Args)]
 pub struct ProjectCommand {
     /// Address for /metrics and /health/{live,ready}.
-    #[arg(long, env = "BLUELIGHT_PROJECT_LISTEN", default_value = "127.0.0.1:8083", value_name = "HOST:PORT")]
+    #[arg(
+        long,
+        env = "BLUELIGHT_PROJECT_LISTEN",
+        default_value = "127.0.0.1:8083",
+        value_name = "HOST:PORT"
+    )]
     listen: SocketAddr,
 
     /// Directory of agreement files (`*.toml`).
-    #[arg(long, env = "BLUELIGHT_AGREEMENTS", default_value = "agreements", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "BLUELIGHT_AGREEMENTS",
+        default_value = "agreements",
+        value_name = "DIR"
+    )]
     agreements: PathBuf,
 
     /// File holding the secret that keys pseudonyms (at least 32 bytes; keep it in a secret store).
@@ -44,12 +54,22 @@ pub struct ProjectCommand {
     pseudonym_key_file: PathBuf,
 
     /// Consumer group shared by every instance.
-    #[arg(long, env = "BLUELIGHT_PROJECT_GROUP", default_value = "bluelight-project", value_name = "NAME")]
+    #[arg(
+        long,
+        env = "BLUELIGHT_PROJECT_GROUP",
+        default_value = "bluelight-project",
+        value_name = "NAME"
+    )]
     group: String,
 
     /// This instance's stable name, unique within the group (it makes the transactional id, so a
     /// restarted instance fences its predecessor at once). E.g. the pod's ordinal.
-    #[arg(long, env = "BLUELIGHT_PROJECT_INSTANCE", default_value = "0", value_name = "ID")]
+    #[arg(
+        long,
+        env = "BLUELIGHT_PROJECT_INSTANCE",
+        default_value = "0",
+        value_name = "ID"
+    )]
     instance: String,
 
     /// Most events per transaction.
@@ -74,15 +94,30 @@ pub struct ProjectCommand {
     receipts_capacity: u32,
 
     /// Partitions of feed topics the projector creates.
-    #[arg(long, env = "BLUELIGHT_FEED_PARTITIONS", default_value = "6", value_name = "N")]
+    #[arg(
+        long,
+        env = "BLUELIGHT_FEED_PARTITIONS",
+        default_value = "6",
+        value_name = "N"
+    )]
     feed_partitions: i32,
 
     /// Replication factor of feed topics the projector creates (-1: the broker's default).
-    #[arg(long, env = "BLUELIGHT_FEED_REPLICATION_FACTOR", default_value = "-1", value_name = "N")]
+    #[arg(
+        long,
+        env = "BLUELIGHT_FEED_REPLICATION_FACTOR",
+        default_value = "-1",
+        value_name = "N"
+    )]
     replication_factor: i32,
 
     /// Timeout of each transaction step, in seconds.
-    #[arg(long = "transaction-timeout", env = "BLUELIGHT_PROJECT_TRANSACTION_TIMEOUT", default_value = "30", value_name = "SECONDS")]
+    #[arg(
+        long = "transaction-timeout",
+        env = "BLUELIGHT_PROJECT_TRANSACTION_TIMEOUT",
+        default_value = "30",
+        value_name = "SECONDS"
+    )]
     transaction_timeout: u64,
 
     #[command(flatten)]
@@ -94,8 +129,12 @@ pub struct ProjectCommand {
 
 impl ProjectCommand {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
-        let secret = std::fs::read(&self.pseudonym_key_file)
-            .with_context(|| format!("reading --pseudonym-key-file {}", self.pseudonym_key_file.display()))?;
+        let secret = std::fs::read(&self.pseudonym_key_file).with_context(|| {
+            format!(
+                "reading --pseudonym-key-file {}",
+                self.pseudonym_key_file.display()
+            )
+        })?;
         let secret = secret.trim_ascii().to_vec();
         if secret.len() < 32 {
             bail!(
@@ -120,7 +159,11 @@ impl ProjectCommand {
         let status = Arc::new(Status::default());
         status.set(Some("starting".into()));
         let worker = {
-            let (stop, status, rt) = (stop.clone(), status.clone(), tokio::runtime::Handle::current());
+            let (stop, status, rt) = (
+                stop.clone(),
+                status.clone(),
+                tokio::runtime::Handle::current(),
+            );
             std::thread::Builder::new()
                 .name("project".into())
                 .spawn(move || service::run(cfg, codec, rt, stop, status))

@@ -38,6 +38,7 @@ impl Stack {
             .env("BLUELIGHT_CONTROLLER_PORT", controller.to_string())
             .env("BLUELIGHT_REGISTRY_PORT", registry.to_string())
             .env("BLUELIGHT_INGEST_PORT", ingest.to_string())
+            .env("BLUELIGHT_PROJECT_PORT", free_port().to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

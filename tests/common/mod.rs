@@ -2,6 +2,8 @@
 //! random names, and Kafka clients for the test broker.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod project;
+
 use std::{
     net::TcpListener,
     process::{Child, Command, Stdio},

@@ -209,8 +209,15 @@ mod tests {
         assert!(!f("people.person_ref").optional && f("people.person_ref").kind == Kind::String);
         assert!(f("people.identity").optional && f("people.identity").kind == Kind::Record);
         assert!(f("summary").optional && f("summary").kind == Kind::String);
-        assert_eq!(f("envelope.event_id").kind, Kind::Other, "a UUID is not free text");
-        assert!(f("hazards").optional, "a list with a default can be left empty");
+        assert_eq!(
+            f("envelope.event_id").kind,
+            Kind::Other,
+            "a UUID is not free text"
+        );
+        assert!(
+            f("hazards").optional,
+            "a list with a default can be left empty"
+        );
         let case = Entity::Case.paths();
         assert!(
             case.contains("victims.contact.opted_out")

@@ -145,7 +145,10 @@ fn digest(files: &[(String, String)]) -> String {
         h.update(text.as_bytes());
         h.update([0]);
     }
-    h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn date(
@@ -432,11 +435,7 @@ fn check(
 
 /// A clause's fields must make whole records: the key (so a recipient can relate updates and
 /// retractions), and every required field of any record it shares part of. Returns the problems.
-fn structure(
-    entity: Entity,
-    known: &BTreeMap<String, Field>,
-    rules: &[FieldRule],
-) -> Vec<String> {
+fn structure(entity: Entity, known: &BTreeMap<String, Field>, rules: &[FieldRule]) -> Vec<String> {
     let named = |p: &str| rules.iter().any(|r| r.path == p);
     let reached = |p: &str| {
         rules
@@ -478,15 +477,28 @@ fn structure(
         }
     }
     // The envelope travels whole with every feed record (see `project`), so it is never partial.
-    for parent in partial.into_iter().filter(|p| p != "envelope" && !p.starts_with("envelope.")) {
-        let prefix = if parent.is_empty() { String::new() } else { format!("{parent}.") };
+    for parent in partial
+        .into_iter()
+        .filter(|p| p != "envelope" && !p.starts_with("envelope."))
+    {
+        let prefix = if parent.is_empty() {
+            String::new()
+        } else {
+            format!("{parent}.")
+        };
         for (path, field) in known.range(prefix.clone()..) {
-            let Some(child) = path.strip_prefix(&prefix) else { break };
+            let Some(child) = path.strip_prefix(&prefix) else {
+                break;
+            };
             if child.contains('.') || field.optional || path == "envelope" || path == key {
                 continue;
             }
             if !reached(path) {
-                let what = if parent.is_empty() { entity.name() } else { parent.as_str() };
+                let what = if parent.is_empty() {
+                    entity.name()
+                } else {
+                    parent.as_str()
+                };
                 problems.push(format!(
                     "shares part of {what} but not {path}, which every {what} has; name {path:?} too, or share {what} whole"
                 ));

@@ -4,8 +4,8 @@
 use std::{collections::HashMap, sync::Arc};
 
 use bluelight_avro::records::{
-    Disclosure, DisclosureKind, DisclosureRef, Envelope, EventRef, EventType, FieldTransform, Id,
-    SecurityMarking, Classification, Timestamp,
+    Classification, Disclosure, DisclosureKind, DisclosureRef, Envelope, EventRef, EventType,
+    FieldTransform, Id, SecurityMarking, Timestamp,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -29,9 +29,13 @@ const DISCLOSURE_NAMESPACE: Uuid = Uuid::from_u128(0x6c1f_7f0e_5a2b_4d3c_9e8f_0a
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// The clause at this index matched: the recipient gets the record.
-    Shares { clause: usize },
+    Shares {
+        clause: usize,
+    },
     /// A clause matched but the record's marking is above the agreement's ceiling.
-    AboveCeiling { clause: usize },
+    AboveCeiling {
+        clause: usize,
+    },
     NotInForce,
     /// The event's source organisation is not one of the agreement's controllers.
     NotController,
@@ -202,7 +206,12 @@ impl Projector {
 
     /// Every disclosure an event gives rise to. Retracting events give none here: see
     /// [`Projector::retract`].
-    pub fn project(&self, event: &Event, today: jiff::civil::Date, now: Timestamp) -> Result<Projection> {
+    pub fn project(
+        &self,
+        event: &Event,
+        today: jiff::civil::Date,
+        now: Timestamp,
+    ) -> Result<Projection> {
         let mut out = Projection::default();
         let env = event.envelope();
         if env.retracts.is_some() || env.event_type == event.entity().retracted() {
@@ -211,7 +220,9 @@ impl Projector {
         let Some(candidates) = self.by_type.get(&env.event_type) else {
             return Ok(out);
         };
-        let json = event.to_json().map_err(|e| internal(event, &e.to_string()))?;
+        let json = event
+            .to_json()
+            .map_err(|e| internal(event, &e.to_string()))?;
         let scope = self.scope(event.entity(), &json);
         for &i in candidates {
             match self.decide(i, event, &scope, today) {
@@ -277,7 +288,11 @@ impl Projector {
             &topic,
             disclosure_id,
             now,
-            (plan.disclosed.clone(), plan.transformed.clone(), plan.withheld.clone()),
+            (
+                plan.disclosed.clone(),
+                plan.transformed.clone(),
+                plan.withheld.clone(),
+            ),
         );
         Ok(FeedRecord {
             topic,
@@ -291,7 +306,12 @@ impl Projector {
     /// Retraction notices for the recipients of the events `event` withdraws or corrects:
     /// exactly those in `receipts`, whatever the agreements say now (a recipient that holds the
     /// data must hear it is withdrawn, even after its agreement ended). Marks the events told.
-    pub fn retract(&self, event: &Event, receipts: &mut [Receipt], now: Timestamp) -> Result<Vec<FeedRecord>> {
+    pub fn retract(
+        &self,
+        event: &Event,
+        receipts: &mut [Receipt],
+        now: Timestamp,
+    ) -> Result<Vec<FeedRecord>> {
         let env = event.envelope();
         let entity = event.entity();
         let (targets, reason): (Option<Id>, String) = if let Some(r) = &env.retracts {
@@ -348,7 +368,8 @@ impl Projector {
                 let mut json = serde_json::Map::new();
                 json.insert(
                     CARRIED.into(),
-                    serde_json::to_value(&notice_env).map_err(|e| internal(event, &e.to_string()))?,
+                    serde_json::to_value(&notice_env)
+                        .map_err(|e| internal(event, &e.to_string()))?,
                 );
                 json.insert(entity.key_field().into(), Value::String(sent_key.clone()));
                 if entity == Entity::Incident {
@@ -375,7 +396,7 @@ impl Projector {
                         &sent.clause_id,
                         DisclosureKind::Retraction,
                         event,
-                        &feed,
+                        feed,
                         notice_id,
                         now,
                         notice_fields(entity),
@@ -387,7 +408,7 @@ impl Projector {
                             &sent.clause_id,
                             DisclosureKind::Retraction,
                             event,
-                            &feed,
+                            feed,
                             notice_id,
                             now,
                             notice_fields(entity),

@@ -8,6 +8,8 @@ use serde_json::Value;
 
 use crate::policy::Entity;
 
+// Held one at a time on the hot path; boxing the large variant would add an allocation per event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Incident(IncidentEvent),
@@ -58,11 +60,7 @@ impl Event {
     }
 
     /// Reads a canonical record in the Confluent wire format with schemas already cached.
-    pub fn decode(
-        codec: &Codec,
-        entity: Entity,
-        payload: &[u8],
-    ) -> bluelight_avro::Result<Self> {
+    pub fn decode(codec: &Codec, entity: Entity, payload: &[u8]) -> bluelight_avro::Result<Self> {
         Ok(match entity {
             Entity::Incident => Event::Incident(codec.decode_cached(payload)?),
             Entity::Case => Event::Case(codec.decode_cached(payload)?),

@@ -136,7 +136,11 @@ fn unshared(
     out: &mut Vec<String>,
 ) {
     let names: Vec<String> = if prefix.is_empty() {
-        fields.keys().filter(|k| !k.contains('.')).cloned().collect()
+        fields
+            .keys()
+            .filter(|k| !k.contains('.'))
+            .cloned()
+            .collect()
     } else {
         children(prefix, fields).collect()
     };
@@ -192,12 +196,9 @@ fn one(node: &Node, name: &str, v: &Value, p: &Pseudonymiser, at_ms: i64) -> Val
         (Node::Apply(Transform::Pseudonymise), v) => transform::pseudonymise(p, v),
         (Node::Apply(Transform::Generalise(g)), v) => transform::generalise(*g, name, v),
         (Node::Part(inner), Value::Object(o)) => Value::Object(part(inner, o, p, at_ms)),
-        (Node::Part(_), Value::Array(items)) => Value::Array(
-            items
-                .iter()
-                .map(|i| one(node, name, i, p, at_ms))
-                .collect(),
-        ),
+        (Node::Part(_), Value::Array(items)) => {
+            Value::Array(items.iter().map(|i| one(node, name, i, p, at_ms)).collect())
+        }
         (Node::Part(_), _) => Value::Null,
     }
 }

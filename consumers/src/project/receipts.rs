@@ -201,7 +201,10 @@ mod tests {
         r.record("incident/1", receipt("f", 3));
         r.record("incident/3", receipt("f", 4));
         assert_eq!(r.len(), 2);
-        assert!(r.get("incident/2").is_empty(), "2 was the least recently touched");
+        assert!(
+            r.get("incident/2").is_empty(),
+            "2 was the least recently touched"
+        );
         assert_eq!(r.get("incident/1")[0].events.len(), 2);
         assert_eq!(r.evicted, 1);
     }

@@ -47,15 +47,24 @@ fn recipients(p: &Projection) -> BTreeSet<String> {
 #[test]
 fn fire_gets_rtc_hazards_and_never_people() {
     let p = examples();
-    let out = p.project(&Event::Incident(rtc()), today(), NOW).expect("project");
+    let out = p
+        .project(&Event::Incident(rtc()), today(), NOW)
+        .expect("project");
     let (fire, audit) = to(&out, "avon-fire").expect("fire gets the RTC");
     assert_eq!(fire["location"]["postcode"], "BS1 6HG");
     assert_eq!(fire["hazards"][0]["code"], "FUEL_SPILL");
     assert_eq!(fire["casualties"]["serious"], 1);
-    assert_eq!(fire["people"], Value::Array(vec![]), "no personal details to fire");
+    assert_eq!(
+        fire["people"],
+        Value::Array(vec![]),
+        "no personal details to fire"
+    );
     assert_eq!(fire["summary"], Value::Null);
     assert_eq!(fire["local_references"], Value::Array(vec![]));
-    assert_eq!(fire["envelope"]["disclosure"]["agreement_id"], "isa-avon-police-fire-rtc");
+    assert_eq!(
+        fire["envelope"]["disclosure"]["agreement_id"],
+        "isa-avon-police-fire-rtc"
+    );
     assert_eq!(
         fire["envelope"]["disclosure"]["disclosure_id"].as_str(),
         Some(audit.envelope.event_id.to_string().as_str())
@@ -63,21 +72,31 @@ fn fire_gets_rtc_hazards_and_never_people() {
     assert_eq!(audit.feed, "feed.avon-fire.incident.v1");
     assert_eq!(audit.clause_id, "rtc-and-fire-hazards");
     for withheld in ["people", "summary", "local_references"] {
-        assert!(audit.fields_withheld.contains(&withheld.to_owned()), "{withheld}");
+        assert!(
+            audit.fields_withheld.contains(&withheld.to_owned()),
+            "{withheld}"
+        );
     }
     assert!(audit.fields_disclosed.contains(&"hazards".to_owned()));
 
     let mut welfare = rtc();
     welfare.incident_type.as_mut().expect("type").code = "WELFARE".into();
-    let out = p.project(&Event::Incident(welfare), today(), NOW).expect("project");
-    assert!(to(&out, "avon-fire").is_none(), "fire does not get welfare calls");
+    let out = p
+        .project(&Event::Incident(welfare), today(), NOW)
+        .expect("project");
+    assert!(
+        to(&out, "avon-fire").is_none(),
+        "fire does not get welfare calls"
+    );
 }
 
 #[test]
 fn ambulance_gets_casualties_with_people_pseudonymised_and_ages_banded() {
     let p = examples();
     let source = rtc();
-    let out = p.project(&Event::Incident(source.clone()), today(), NOW).expect("project");
+    let out = p
+        .project(&Event::Incident(source.clone()), today(), NOW)
+        .expect("project");
     let (amb, audit) = to(&out, "swast").expect("ambulance gets casualties");
     let person = &amb["people"][0];
     let pseudonym = person["person_ref"].as_str().expect("ref");
@@ -89,22 +108,40 @@ fn ambulance_gets_casualties_with_people_pseudonymised_and_ages_banded() {
     assert_eq!(person["identity"]["phone"], Value::Null);
     // Born 1980-01-01; the event is in November 2026.
     assert_eq!(person["identity"]["age_band"], "45-54");
-    assert!(audit.fields_transformed.iter().any(|t| t.field == "people.person_ref" && t.transform == "pseudonymise"));
+    assert!(
+        audit
+            .fields_transformed
+            .iter()
+            .any(|t| t.field == "people.person_ref" && t.transform == "pseudonymise")
+    );
     // The same person gets the same pseudonym in the next event.
-    let again = p.project(&Event::Incident(source), today(), NOW).expect("project");
-    assert_eq!(to(&again, "swast").expect("again").0["people"][0]["person_ref"], pseudonym);
+    let again = p
+        .project(&Event::Incident(source), today(), NOW)
+        .expect("project");
+    assert_eq!(
+        to(&again, "swast").expect("again").0["people"][0]["person_ref"],
+        pseudonym
+    );
 
     // No casualties, not an RTC, welfare or mental-health call: nothing for the ambulance.
     let mut burglary = rtc();
     burglary.casualties = None;
     burglary.incident_type.as_mut().expect("type").code = "BURGLARY".into();
-    let out = p.project(&Event::Incident(burglary), today(), NOW).expect("project");
-    assert!(out.condition_errors.is_empty(), "{:?}", out.condition_errors);
+    let out = p
+        .project(&Event::Incident(burglary), today(), NOW)
+        .expect("project");
+    assert!(
+        out.condition_errors.is_empty(),
+        "{:?}",
+        out.condition_errors
+    );
     assert!(to(&out, "swast").is_none());
     // An RTC without casualty counts still goes (the condition's second arm).
     let mut rtc_unknown = rtc();
     rtc_unknown.casualties = None;
-    let out = p.project(&Event::Incident(rtc_unknown), today(), NOW).expect("project");
+    let out = p
+        .project(&Event::Incident(rtc_unknown), today(), NOW)
+        .expect("project");
     assert!(to(&out, "swast").is_some());
 }
 
@@ -113,7 +150,9 @@ fn cps_gets_charged_cases_without_victims_contact_details() {
     let p = examples();
     let mut charged = samples::case(EventType::SuspectCharged);
     charged.envelope.supersedes = None;
-    let out = p.project(&Event::Case(charged.clone()), today(), NOW).expect("project");
+    let out = p
+        .project(&Event::Case(charged.clone()), today(), NOW)
+        .expect("project");
     assert_eq!(recipients(&out), BTreeSet::from(["cps-wessex".to_owned()]));
     let (cps, audit) = to(&out, "cps-wessex").expect("cps");
     assert_eq!(cps["suspects"][0]["identity"]["surname"], "Example");
@@ -121,11 +160,20 @@ fn cps_gets_charged_cases_without_victims_contact_details() {
     assert_eq!(cps["victims"][0]["contact"], Value::Null);
     assert_eq!(cps["victims"][0]["identity"], Value::Null);
     assert_eq!(cps["hearing"]["court"], "Bristol Magistrates' Court");
-    assert!(audit.fields_withheld.contains(&"victims.contact".to_owned()));
+    assert!(
+        audit
+            .fields_withheld
+            .contains(&"victims.contact".to_owned())
+    );
 
     charged.envelope.event_type = EventType::CrimeRecorded;
-    let out = p.project(&Event::Case(charged), today(), NOW).expect("project");
-    assert!(out.feeds.is_empty(), "a crime recorded is not a charged case");
+    let out = p
+        .project(&Event::Case(charged), today(), NOW)
+        .expect("project");
+    assert!(
+        out.feeds.is_empty(),
+        "a crime recorded is not a charged case"
+    );
 }
 
 #[test]
@@ -136,7 +184,9 @@ fn neighbouring_force_gets_generalised_places_and_times_up_to_its_ceiling() {
     loc.latitude = Some(51.612_3);
     loc.longitude = Some(-2.531_9);
     north.envelope.occurred_at = Timestamp(1_795_000_123_456);
-    let out = p.project(&Event::Incident(north.clone()), today(), NOW).expect("project");
+    let out = p
+        .project(&Event::Incident(north.clone()), today(), NOW)
+        .expect("project");
     let (glos, _) = to(&out, "gloucestershire-police").expect("cross-border");
     assert_eq!(glos["location"]["postcode"], "BS1 6");
     assert_eq!(glos["location"]["uprn"], Value::Null);
@@ -146,11 +196,24 @@ fn neighbouring_force_gets_generalised_places_and_times_up_to_its_ceiling() {
     assert_eq!(glos["people"][0]["identity"], Value::Null);
 
     north.envelope.marking.classification = Classification::OfficialSensitive;
-    let out = p.project(&Event::Incident(north), today(), NOW).expect("project");
+    let out = p
+        .project(&Event::Incident(north), today(), NOW)
+        .expect("project");
     assert!(to(&out, "gloucestershire-police").is_none());
-    let glos = p.policy().agreements.iter().position(|a| a.recipient.org == "gloucestershire-police");
-    assert_eq!(out.above_ceiling, vec![glos.expect("glos")], "withheld and counted");
-    assert!(to(&out, "avon-fire").is_some(), "fire's ceiling is OFFICIAL-SENSITIVE");
+    let glos = p
+        .policy()
+        .agreements
+        .iter()
+        .position(|a| a.recipient.org == "gloucestershire-police");
+    assert_eq!(
+        out.above_ceiling,
+        vec![glos.expect("glos")],
+        "withheld and counted"
+    );
+    assert!(
+        to(&out, "avon-fire").is_some(),
+        "fire's ceiling is OFFICIAL-SENSITIVE"
+    );
 }
 
 #[test]
@@ -158,18 +221,33 @@ fn nothing_goes_out_for_another_controller_or_outside_the_dates() {
     let p = examples();
     let mut other = rtc();
     other.envelope.source_org = "devon-cornwall-police".into();
-    assert!(p.project(&Event::Incident(other), today(), NOW).expect("project").feeds.is_empty());
+    assert!(
+        p.project(&Event::Incident(other), today(), NOW)
+            .expect("project")
+            .feeds
+            .is_empty()
+    );
     let expired = jiff::civil::date(2029, 1, 1);
-    assert!(p.project(&Event::Incident(rtc()), expired, NOW).expect("project").feeds.is_empty());
+    assert!(
+        p.project(&Event::Incident(rtc()), expired, NOW)
+            .expect("project")
+            .feeds
+            .is_empty()
+    );
 }
 
 #[test]
 fn retractions_reach_exactly_the_recipients_once() {
     let p = examples();
     let first = rtc();
-    let out = p.project(&Event::Incident(first.clone()), today(), NOW).expect("project");
+    let out = p
+        .project(&Event::Incident(first.clone()), today(), NOW)
+        .expect("project");
     let got = recipients(&out);
-    assert_eq!(got, BTreeSet::from(["avon-fire".to_owned(), "swast".to_owned()]));
+    assert_eq!(
+        got,
+        BTreeSet::from(["avon-fire".to_owned(), "swast".to_owned()])
+    );
     let mut receipts = Receipts::new(100);
     let key = Receipts::key(Entity::Incident, &first.incident_id);
     for f in &out.feeds {
@@ -192,9 +270,19 @@ fn retractions_reach_exactly_the_recipients_once() {
     let mut retracted = rtc();
     retracted.envelope.event_id = bluelight_avro::records::Id::random();
     retracted.envelope.event_type = EventType::IncidentRetracted;
-    retracted.closure = Some(bluelight_avro::records::Code::labelled("bl-closure", "DUPLICATE", "Duplicate of another incident"));
+    retracted.closure = Some(bluelight_avro::records::Code::labelled(
+        "bl-closure",
+        "DUPLICATE",
+        "Duplicate of another incident",
+    ));
     let event = Event::Incident(retracted);
-    assert!(p.project(&event, today(), NOW).expect("project").feeds.is_empty(), "a retraction is not itself shared");
+    assert!(
+        p.project(&event, today(), NOW)
+            .expect("project")
+            .feeds
+            .is_empty(),
+        "a retraction is not itself shared"
+    );
     let mut state = receipts.get(&key).to_vec();
     let notices = p.retract(&event, &mut state, NOW).expect("retract");
     let told: BTreeSet<String> = notices.iter().map(|n| n.audit.recipient.clone()).collect();
@@ -202,13 +290,24 @@ fn retractions_reach_exactly_the_recipients_once() {
     for n in &notices {
         let json = n.record.to_json().expect("json");
         assert_eq!(json["envelope"]["event_type"], "INCIDENT_RETRACTED");
-        assert_eq!(json["envelope"]["retracts"]["event_id"], first.envelope.event_id.to_string());
-        assert_eq!(json["envelope"]["retracts"]["reason"], "withdrawn by avon-police: Duplicate of another incident");
+        assert_eq!(
+            json["envelope"]["retracts"]["event_id"],
+            first.envelope.event_id.to_string()
+        );
+        assert_eq!(
+            json["envelope"]["retracts"]["reason"],
+            "withdrawn by avon-police: Duplicate of another incident"
+        );
         assert_eq!(json["status"], "RETRACTED");
         assert_eq!(json["location"], Value::Null, "a notice carries no facts");
         assert_eq!(n.audit.kind, DisclosureKind::Retraction);
     }
-    assert!(p.retract(&event, &mut state, NOW).expect("again").is_empty(), "told once");
+    assert!(
+        p.retract(&event, &mut state, NOW)
+            .expect("again")
+            .is_empty(),
+        "told once"
+    );
 }
 
 // ── The default-deny property ───────────────────────────────────────────────────────────────
@@ -216,7 +315,10 @@ fn retractions_reach_exactly_the_recipients_once() {
 /// An agreement sharing a random set of incident fields, closed under the loader's rules.
 fn agreement_text(picks: &[(usize, usize)]) -> String {
     let fields = Entity::Incident.fields();
-    let paths: Vec<&String> = fields.keys().filter(|p| !p.starts_with("envelope") && *p != "people.identity.age_band").collect();
+    let paths: Vec<&String> = fields
+        .keys()
+        .filter(|p| !p.starts_with("envelope") && *p != "people.identity.age_band")
+        .collect();
     let mut chosen: std::collections::BTreeMap<String, String> = Default::default();
     chosen.insert("incident_id".into(), "keep".into());
     for (i, t) in picks {
@@ -229,7 +331,9 @@ fn agreement_text(picks: &[(usize, usize)]) -> String {
         }
         match leaf.as_str() {
             "postcode" => options.push("generalise:postcode-sector"),
-            "latitude" | "longitude" | "easting" | "northing" => options.push("generalise:grid-1km"),
+            "latitude" | "longitude" | "easting" | "northing" => {
+                options.push("generalise:grid-1km")
+            }
             "date_of_birth" => options.push("generalise:age-band"),
             l if l.ends_with("_at") => options.push("generalise:hour"),
             _ => {}
@@ -243,10 +347,14 @@ fn agreement_text(picks: &[(usize, usize)]) -> String {
             let mut at = path.as_str();
             while let Some((parent, _)) = at.rsplit_once('.') {
                 for (p, f) in &fields {
-                    if let Some(child) = p.strip_prefix(&format!("{parent}.")) {
-                        if !child.contains('.') && !f.optional && !chosen.keys().any(|c| c == p || c.starts_with(&format!("{p}."))) {
-                            add.push(p.clone());
-                        }
+                    if let Some(child) = p.strip_prefix(&format!("{parent}."))
+                        && !child.contains('.')
+                        && !f.optional
+                        && !chosen
+                            .keys()
+                            .any(|c| c == p || c.starts_with(&format!("{p}.")))
+                    {
+                        add.push(p.clone());
                     }
                 }
                 at = parent;
@@ -259,7 +367,10 @@ fn agreement_text(picks: &[(usize, usize)]) -> String {
             chosen.insert(p, "keep".into());
         }
     }
-    let rules: String = chosen.iter().map(|(p, t)| format!("\"{p}\" = \"{t}\"\n")).collect();
+    let rules: String = chosen
+        .iter()
+        .map(|(p, t)| format!("\"{p}\" = \"{t}\"\n"))
+        .collect();
     format!(
         r#"id = "isa-generated"
 title = "generated"
@@ -287,7 +398,11 @@ fn leaves(v: &Value, prefix: &str, out: &mut Vec<(String, Value)>) {
         Value::Null => {}
         Value::Object(o) => {
             for (k, v) in o {
-                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 leaves(v, &p, out);
             }
         }
@@ -299,14 +414,30 @@ fn leaves(v: &Value, prefix: &str, out: &mut Vec<(String, Value)>) {
 fn record(drop: &[bool], people: usize, summary: &str) -> IncidentEvent {
     let mut r = rtc();
     let d = |i: usize| drop.get(i).copied().unwrap_or(false);
-    if d(0) { r.location = None; }
-    if d(1) { r.methane = None; }
-    if d(2) { r.casualties = None; }
-    if d(3) { r.hazards.clear(); }
-    if d(4) { r.resources.clear(); }
-    if d(5) { r.priority = None; }
-    if d(6) { r.incident_type = None; }
-    if d(7) { r.people.iter_mut().for_each(|p| p.identity = None); }
+    if d(0) {
+        r.location = None;
+    }
+    if d(1) {
+        r.methane = None;
+    }
+    if d(2) {
+        r.casualties = None;
+    }
+    if d(3) {
+        r.hazards.clear();
+    }
+    if d(4) {
+        r.resources.clear();
+    }
+    if d(5) {
+        r.priority = None;
+    }
+    if d(6) {
+        r.incident_type = None;
+    }
+    if d(7) {
+        r.people.iter_mut().for_each(|p| p.identity = None);
+    }
     r.people.truncate(people);
     r.summary = Some(summary.to_owned());
     r

@@ -33,9 +33,7 @@ impl Pseudonymiser {
         derive.update(b"bluelight pseudonym key v1\0");
         derive.update(agreement_id.as_bytes());
         let key = derive.finalize().into_bytes();
-        Pseudonymiser {
-            mac: new_mac(&key),
-        }
+        Pseudonymiser { mac: new_mac(&key) }
     }
 
     /// `psn-` and 96 bits of the HMAC in hex: short enough to read, far too wide to collide.
@@ -85,14 +83,16 @@ pub fn generalise(g: Generalisation, field: &str, v: &Value) -> Value {
     match (g, v) {
         (Generalisation::PostcodeSector, Value::String(s)) => postcode_sector(s).into(),
         (Generalisation::Grid1Km, Value::Number(n)) => match field {
-            "easting" | "northing" => n
-                .as_i64()
-                .map_or(Value::Null, |m| Value::from(m.div_euclid(1000) * 1000 + 500)),
-            _ => n.as_f64().map_or(Value::Null, |x| Value::from(grid_degrees(field, x))),
+            "easting" | "northing" => n.as_i64().map_or(Value::Null, |m| {
+                Value::from(m.div_euclid(1000) * 1000 + 500)
+            }),
+            _ => n
+                .as_f64()
+                .map_or(Value::Null, |x| Value::from(grid_degrees(field, x))),
         },
-        (Generalisation::Hour, Value::Number(n)) => n
-            .as_i64()
-            .map_or(Value::Null, |ms| Value::from(ms.div_euclid(HOUR_MS) * HOUR_MS)),
+        (Generalisation::Hour, Value::Number(n)) => n.as_i64().map_or(Value::Null, |ms| {
+            Value::from(ms.div_euclid(HOUR_MS) * HOUR_MS)
+        }),
         _ => Value::Null,
     }
 }
@@ -202,7 +202,11 @@ mod tests {
             Value::from(358_500)
         );
         assert_eq!(
-            generalise(Generalisation::Hour, "occurred_at", &Value::from(1_700_000_123_456_i64)),
+            generalise(
+                Generalisation::Hour,
+                "occurred_at",
+                &Value::from(1_700_000_123_456_i64)
+            ),
             Value::from(1_699_999_200_000_i64)
         );
     }

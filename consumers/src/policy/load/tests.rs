@@ -116,7 +116,10 @@ fn bad_agreements_are_refused_with_file_line_and_reason() {
             "incident_id cannot be redact",
         ),
         (
-            example().replace("\"resources\" = \"keep\"", "\"resources.callsign\" = \"keep\""),
+            example().replace(
+                "\"resources\" = \"keep\"",
+                "\"resources.callsign\" = \"keep\"",
+            ),
             "shares part of resources but not resources.agency, which every resources has",
         ),
         (

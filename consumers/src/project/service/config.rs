@@ -100,7 +100,10 @@ impl ProjectConfig {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("queued.max.messages.kbytes", self.prefetch_kbytes.to_string())
+            .set(
+                "queued.max.messages.kbytes",
+                self.prefetch_kbytes.to_string(),
+            )
             .set("max.poll.interval.ms", "300000")
             .set("statistics.interval.ms", "5000");
         Ok(c)

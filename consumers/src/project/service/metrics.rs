@@ -5,9 +5,9 @@
 use std::{sync::LazyLock, time::Duration};
 
 use prometheus::{
-    Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    exponential_buckets, register_histogram, register_int_counter,
-    register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, exponential_buckets,
+    register_histogram, register_int_counter, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec,
 };
 
 pub(crate) struct Metrics {
@@ -31,7 +31,8 @@ pub(crate) struct Metrics {
 }
 
 #[allow(clippy::expect_used)] // metric names are constants; a clash is a programming error found at start-up
-pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    Metrics {
     consumed: register_int_counter_vec!(
         "bluelight_projector_events_consumed_total",
         "Canonical events read and decided, by topic.",
@@ -130,6 +131,7 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         &["result"]
     )
     .expect("metric"),
+}
 });
 
 pub(crate) fn seconds(d: Duration) -> f64 {

@@ -126,11 +126,15 @@ pub fn run(
                     announce_changes(projector.policy(), &new);
                     projector = Projector::new(new, &cfg.secret, DISCLOSED_BY);
                 }
-                Err(e) => tracing::error!(error = %e, "agreements changed but cannot be applied; keeping the previous set"),
+                Err(e) => {
+                    tracing::error!(error = %e, "agreements changed but cannot be applied; keeping the previous set")
+                }
             }
         }
         follower.apply(&mut receipts, &cfg.transactional_id);
-        METRICS.receipts.set(i64::try_from(receipts.len()).unwrap_or(i64::MAX));
+        METRICS
+            .receipts
+            .set(i64::try_from(receipts.len()).unwrap_or(i64::MAX));
         METRICS
             .receipts_evicted
             .inc_by(receipts.evicted - METRICS.receipts_evicted.get());
@@ -141,7 +145,15 @@ pub fn run(
         }
         let started = Instant::now();
         let result = transact(
-            &cfg, &producer, &consumer, &projector, &codec, &rt, &mut receipts, &batch, &mut out,
+            &cfg,
+            &producer,
+            &consumer,
+            &projector,
+            &codec,
+            &rt,
+            &mut receipts,
+            &batch,
+            &mut out,
             &stop,
         );
         match result {
@@ -193,7 +205,11 @@ struct Input {
     traceparent: Option<Vec<u8>>,
 }
 
-fn poll_batch(consumer: &BaseConsumer<LagContext>, cfg: &ProjectConfig, stop: &AtomicBool) -> Vec<Input> {
+fn poll_batch(
+    consumer: &BaseConsumer<LagContext>,
+    cfg: &ProjectConfig,
+    stop: &AtomicBool,
+) -> Vec<Input> {
     let deadline = Instant::now() + cfg.batch_time;
     let mut batch = Vec::new();
     while batch.len() < cfg.batch_max && !stop.load(Ordering::Relaxed) {
@@ -265,7 +281,15 @@ fn transact(
             Ok(e) => e,
             Err(Error::Avro(e)) if e.retryable() => return Err(Error::Avro(e)),
             Err(e) => {
-                dead_letter(producer, consumer, &cfg.group, m, "undecodable", &e.to_string(), stop)?;
+                dead_letter(
+                    producer,
+                    consumer,
+                    &cfg.group,
+                    m,
+                    "undecodable",
+                    &e.to_string(),
+                    stop,
+                )?;
                 continue;
             }
         };
@@ -328,12 +352,12 @@ fn transact(
                             stop,
                         )?;
                     }
-                    let notices = projector
-                        .retract(&event, &mut state, now)
-                        .map_err(|e| Error::Projection {
+                    let notices = projector.retract(&event, &mut state, now).map_err(|e| {
+                        Error::Projection {
                             event_id: env.event_id.to_string(),
                             reason: e.to_string(),
-                        })?;
+                        }
+                    })?;
                     for n in &notices {
                         send_feed(producer, consumer, codec, n, m, out, stop)?;
                         METRICS
@@ -363,7 +387,15 @@ fn transact(
                     )?;
                 }
             }
-            Err(e) => dead_letter(producer, consumer, &cfg.group, m, "projection-failed", &e.to_string(), stop)?,
+            Err(e) => dead_letter(
+                producer,
+                consumer,
+                &cfg.group,
+                m,
+                "projection-failed",
+                &e.to_string(),
+                stop,
+            )?,
         }
         METRICS
             .processing
@@ -385,13 +417,10 @@ fn transact(
 }
 
 fn decode(codec: &Codec, rt: &tokio::runtime::Handle, m: &Input) -> Result<Event> {
-    let payload = m
-        .payload
-        .as_deref()
-        .ok_or_else(|| Error::Projection {
-            event_id: format!("{}/{}@{}", m.topic, m.partition, m.offset),
-            reason: "the record has no value".into(),
-        })?;
+    let payload = m.payload.as_deref().ok_or_else(|| Error::Projection {
+        event_id: format!("{}/{}@{}", m.topic, m.partition, m.offset),
+        reason: "the record has no value".into(),
+    })?;
     match Event::decode(codec, m.entity, payload) {
         Err(bluelight_avro::Error::UnknownSchemaId { id }) => {
             rt.block_on(codec.fetch(id))?;
@@ -430,11 +459,7 @@ fn send_feed(
         stop,
     )?;
     out.clear();
-    codec.encode_into(
-        &format!("{AUDIT_TOPIC}-value"),
-        &f.audit,
-        out,
-    )?;
+    codec.encode_into(&format!("{AUDIT_TOPIC}-value"), &f.audit, out)?;
     send(
         producer,
         consumer,
@@ -463,12 +488,30 @@ fn dead_letter(
     let partition = m.partition.to_string();
     let offset = m.offset.to_string();
     let headers = OwnedHeaders::new()
-        .insert(Header { key: "bl-error", value: Some(detail.as_bytes()) })
-        .insert(Header { key: "bl-reason", value: Some(reason.as_bytes()) })
-        .insert(Header { key: "bl-source-topic", value: Some(m.topic.as_bytes()) })
-        .insert(Header { key: "bl-source-partition", value: Some(partition.as_bytes()) })
-        .insert(Header { key: "bl-source-offset", value: Some(offset.as_bytes()) })
-        .insert(Header { key: "bl-projector-group", value: Some(group.as_bytes()) });
+        .insert(Header {
+            key: "bl-error",
+            value: Some(detail.as_bytes()),
+        })
+        .insert(Header {
+            key: "bl-reason",
+            value: Some(reason.as_bytes()),
+        })
+        .insert(Header {
+            key: "bl-source-topic",
+            value: Some(m.topic.as_bytes()),
+        })
+        .insert(Header {
+            key: "bl-source-partition",
+            value: Some(partition.as_bytes()),
+        })
+        .insert(Header {
+            key: "bl-source-offset",
+            value: Some(offset.as_bytes()),
+        })
+        .insert(Header {
+            key: "bl-projector-group",
+            value: Some(group.as_bytes()),
+        });
     let mut record = BaseRecord::<[u8], [u8]>::to(DLQ_TOPIC).headers(headers);
     if let Some(k) = &m.key {
         record = record.key(k.as_slice());
@@ -524,7 +567,9 @@ where
 fn rewind(consumer: &BaseConsumer<LagContext>, batch: &[Input], timeout: Duration) {
     let mut first: BTreeMap<(&str, i32), i64> = BTreeMap::new();
     for m in batch {
-        first.entry((m.topic.as_str(), m.partition)).or_insert(m.offset);
+        first
+            .entry((m.topic.as_str(), m.partition))
+            .or_insert(m.offset);
     }
     for ((topic, partition), offset) in first {
         if let Err(e) = consumer.seek(topic, partition, Offset::Offset(offset), timeout) {
@@ -583,8 +628,12 @@ fn prepare(
 fn announce_changes(old: &Policy, new: &Policy) {
     for a in &old.agreements {
         match new.agreements.iter().find(|b| b.id == a.id) {
-            None => tracing::warn!(agreement = %a.id, recipient = %a.recipient.org, "agreement withdrawn: disclosures to this recipient stopped"),
-            Some(b) if b.version != a.version => tracing::info!(agreement = %a.id, from = %a.version, to = %b.version, "agreement changed"),
+            None => {
+                tracing::warn!(agreement = %a.id, recipient = %a.recipient.org, "agreement withdrawn: disclosures to this recipient stopped")
+            }
+            Some(b) if b.version != a.version => {
+                tracing::info!(agreement = %a.id, from = %a.version, to = %b.version, "agreement changed")
+            }
             Some(_) => {}
         }
     }

@@ -76,7 +76,11 @@ impl Follower {
                 )));
             }
         }
-        tracing::debug!(records = read, took_ms = started.elapsed().as_millis() as u64, "state read");
+        tracing::debug!(
+            records = read,
+            took_ms = started.elapsed().as_millis() as u64,
+            "state read"
+        );
         Ok(Follower { consumer })
     }
 
@@ -113,7 +117,9 @@ fn apply_one(receipts: &mut Receipts, m: &rdkafka::message::BorrowedMessage<'_>)
         None => receipts.load(key, None),
         Some(bytes) => match Receipts::decode(bytes) {
             Ok(r) => receipts.load(key, Some(r)),
-            Err(e) => tracing::warn!(error = %e, partition = m.partition(), offset = m.offset(), "unreadable receipts in {STATE_TOPIC}; skipped"),
+            Err(e) => {
+                tracing::warn!(error = %e, partition = m.partition(), offset = m.offset(), "unreadable receipts in {STATE_TOPIC}; skipped")
+            }
         },
     }
 }

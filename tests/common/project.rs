@@ -1,0 +1,200 @@
+//! Helpers for the projector tests: per-test agreements with their own controller and recipients,
+//! the projector as a child process, canonical incidents, and read_committed readers.
+
+use std::time::{Duration, Instant};
+
+use bluelight_avro::{
+    Codec,
+    records::{Classification, Code, EventType, Id, IncidentEvent, samples},
+};
+use bluelight_topics::testing::unique;
+use rdkafka::{
+    Message,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    consumer::{BaseConsumer, Consumer},
+    message::Headers,
+    producer::{FutureProducer, FutureRecord},
+};
+
+use super::{Service, client, start_registry, start_service};
+
+pub const AGREEMENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/agreements");
+
+pub struct Setup {
+    pub registry: Service,
+    pub registry_url: String,
+    pub codec: Codec,
+    pub controller: String,
+    pub fire: String,
+    pub ambulance: String,
+    pub dir: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
+}
+
+pub async fn setup(name: &str) -> Setup {
+    let admin: AdminClient<DefaultClientContext> = client().create().expect("admin");
+    for (topic, compacted) in [
+        ("bl.incident.v1", false),
+        ("bl.case.v1", false),
+        ("bl.victim.v1", true),
+        ("audit.disclosure.v1", false),
+        ("dlq.projector.v1", false),
+        ("state.disclosures.v1", true),
+    ] {
+        let mut t = NewTopic::new(topic, 3, TopicReplication::Fixed(1));
+        if compacted {
+            t = t.set("cleanup.policy", "compact");
+        }
+        let _ = admin.create_topics([&t], &AdminOptions::new()).await;
+    }
+    let (registry, _) = start_registry().await;
+    let codec = Codec::new(&registry.url, Duration::from_secs(10)).expect("codec");
+    bluelight_avro::schemas::register_all(&codec)
+        .await
+        .expect("register");
+    let u = unique(name);
+    let controller = format!("police-{u}");
+    let fire = format!("fire-{u}");
+    let ambulance = format!("amb-{u}");
+    let dir = std::env::temp_dir().join(format!("agreements-{u}"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    for (file, org, new) in [
+        ("police-to-fire-rtc.toml", "avon-fire", &fire),
+        ("police-to-ambulance-casualties.toml", "swast", &ambulance),
+    ] {
+        let text = std::fs::read_to_string(format!("{AGREEMENTS}/{file}"))
+            .expect("example")
+            .replace(
+                "controllers = [\"avon-police\"]",
+                &format!("controllers = [\"{controller}\"]"),
+            )
+            .replace(&format!("org = \"{org}\""), &format!("org = \"{new}\""));
+        std::fs::write(dir.join(file), text).expect("write");
+    }
+    let key_file = dir.with_extension("key");
+    std::fs::write(&key_file, "0123456789abcdef0123456789abcdef-test-key").expect("key");
+    Setup {
+        registry_url: registry.url.clone(),
+        registry,
+        codec,
+        controller,
+        fire,
+        ambulance,
+        dir,
+        key_file,
+    }
+}
+
+pub async fn start_projector(s: &Setup, group: &str) -> Service {
+    start_service(&[
+        "project",
+        "--agreements",
+        s.dir.to_str().expect("dir"),
+        "--pseudonym-key-file",
+        s.key_file.to_str().expect("key"),
+        "--schema-registry",
+        &s.registry_url,
+        "--group",
+        group,
+        "--batch-ms",
+        "50",
+        "--feed-partitions",
+        "2",
+        "--transaction-timeout",
+        "10",
+    ])
+    .await
+}
+
+pub fn incident(s: &Setup, id: &str, kind: &str, event_type: EventType) -> IncidentEvent {
+    let mut r = samples::incident(event_type);
+    r.envelope.event_id = Id::random();
+    r.envelope.source_org = s.controller.clone();
+    r.envelope.supersedes = None;
+    r.envelope.disclosure = None;
+    r.envelope.marking.classification = Classification::Official;
+    r.incident_id = id.to_owned();
+    r.incident_type = Some(Code::new("bl-incident-type", kind));
+    if kind != "RTC" {
+        r.casualties = None;
+    }
+    r
+}
+
+pub async fn publish(codec: &Codec, producer: &FutureProducer, records: &[IncidentEvent]) {
+    let sends: Vec<_> = records
+        .iter()
+        .map(|r| {
+            let payload = codec.encode("bl.incident.v1-value", r).expect("encode");
+            producer
+                .send_result(
+                    FutureRecord::to("bl.incident.v1")
+                        .key(&r.incident_id)
+                        .payload(&payload),
+                )
+                .map_err(|(e, _)| e)
+                .expect("queue")
+        })
+        .collect();
+    for d in sends {
+        d.await.expect("delivery").expect("acknowledged");
+    }
+}
+
+pub fn producer() -> FutureProducer {
+    client()
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer")
+}
+
+/// Everything on `topic` (read_committed) once at least `want` records arrived and 2 s passed
+/// with nothing new, or at the deadline.
+pub fn read_all(
+    topic: &str,
+    want: usize,
+    within: Duration,
+) -> Vec<(String, Vec<u8>, Option<String>)> {
+    let consumer: BaseConsumer = client()
+        .set("group.id", unique("reader-"))
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    let mut last = Instant::now();
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let header = |name: &str| {
+                    m.headers().and_then(|h| {
+                        h.iter()
+                            .find(|h| h.key == name)
+                            .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+                    })
+                };
+                let reason = header("bl-reason").map(|r| {
+                    format!(
+                        "{r} by {}",
+                        header("bl-projector-group").unwrap_or_default()
+                    )
+                });
+                out.push((
+                    String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                    m.payload().unwrap_or_default().to_vec(),
+                    reason,
+                ));
+                last = Instant::now();
+            }
+            _ => {
+                if out.len() >= want && last.elapsed() > Duration::from_secs(2) {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,118 @@
+//! The projector with a backlog and a stalled broker (SIGSTOP): its memory stays flat while it
+//! cannot write, and after SIGCONT it finishes the backlog with every disclosure exactly once.
+//! The only test in its binary, because it pauses the shared test broker.
+
+mod common;
+
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
+
+use bluelight_avro::records::{EventType, Id, IncidentEvent};
+use bluelight_topics::testing::unique;
+use common::project::{incident, producer, publish, read_all, setup, start_projector};
+
+struct Paused(String);
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0])
+            .status();
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn disclosed(url: &str) -> f64 {
+    let Ok(r) = reqwest::get(format!("{url}/metrics")).await else {
+        return 0.0;
+    };
+    let text = r.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("bluelight_projector_disclosures_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_broker_keeps_the_projectors_memory_flat_and_loses_nothing() {
+    let broker_pid = std::env::var("BLUELIGHT_TEST_BROKER_PID")
+        .expect("BLUELIGHT_TEST_BROKER_PID: run through deploy/local/test");
+    let s = setup("rss").await;
+    const BACKLOG: usize = 20_000;
+    let u = unique("");
+    let records: Vec<IncidentEvent> = (0..BACKLOG)
+        .map(|i| {
+            incident(
+                &s,
+                &format!("INC-{u}-{i}"),
+                "RTC",
+                EventType::IncidentOpened,
+            )
+        })
+        .collect();
+    let p = producer();
+    for chunk in records.chunks(2_000) {
+        publish(&s.codec, &p, chunk).await;
+    }
+    let projector = start_projector(&s, &unique("project-")).await;
+    let pid = projector.child.id();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while disclosed(&projector.url).await < 1.0 {
+        assert!(Instant::now() < deadline, "no disclosure within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = rss_kib(pid);
+    let paused = Paused(broker_pid.clone());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-STOP", &broker_pid])
+            .status()
+            .is_ok_and(|s| s.success())
+    );
+    let mut samples = Vec::new();
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        samples.push(rss_kib(pid));
+    }
+    drop(paused);
+    let peak = samples.iter().copied().max().unwrap_or(0);
+    println!(
+        "projector RSS: {} MiB before the pause, peak {} MiB over 20 s paused (samples KiB {samples:?}), backlog {BACKLOG} events",
+        before / 1024,
+        peak / 1024
+    );
+    assert!(
+        peak <= before + 16 * 1024,
+        "RSS grew from {before} KiB to {peak} KiB while the broker was paused"
+    );
+
+    let fire = read_all(
+        &format!("feed.{}.incident.v1", s.fire),
+        BACKLOG,
+        Duration::from_secs(240),
+    );
+    let mut ids = BTreeSet::new();
+    for (_, payload, _) in &fire {
+        let r: IncidentEvent = s.codec.decode(payload).await.expect("decode");
+        assert!(ids.insert(r.envelope.event_id), "a disclosure repeated");
+    }
+    let expected: BTreeSet<Id> = records.iter().map(|r| r.envelope.event_id).collect();
+    assert_eq!(ids, expected, "every disclosure of the backlog, once");
+    println!(
+        "after SIGCONT: {} of {BACKLOG} disclosures to fire, each once; projector RSS {} MiB",
+        fire.len(),
+        rss_kib(pid) / 1024
+    );
+}
