@@ -37,7 +37,7 @@ use rdkafka::{
     consumer::{BaseConsumer, Consumer},
     error::{KafkaError, RDKafkaErrorCode},
     message::{BorrowedMessage, Header, Headers, OwnedHeaders},
-    producer::{BaseProducer, BaseRecord, Producer},
+    producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer},
 };
 
 pub use config::ProjectConfig;
@@ -86,10 +86,8 @@ pub fn run(
     let today = || jiff::Zoned::now().date();
     let policy = Arc::new(load_dir(&cfg.agreements, today())?);
     status.set(Some("starting: connecting to Kafka".into()));
-    let producer: BaseProducer = cfg.producer_config()?.create().map_err(kafka)?;
-    retry_until(&stop, &status, "initialising transactions", || {
-        producer.init_transactions(cfg.timeout).map_err(kafka)
-    })?;
+    let mut producer = new_producer(&cfg, &stop, &status)?;
+    let mut restarts: Vec<Instant> = Vec::new();
     let mut projector = Projector::new(policy.clone(), &cfg.secret, DISCLOSED_BY);
     prepare(&cfg, &policy, &codec, &rt, &stop, &status)?;
 
@@ -173,16 +171,22 @@ pub fn run(
                 let reason = abort_reason(&e);
                 METRICS.aborts.with_label_values(&[reason]).inc();
                 tracing::warn!(error = %e, records = batch.len(), "transaction aborted; the batch will be read again");
-                if let Err(a) = producer.abort_transaction(cfg.timeout) {
-                    if is_fatal(&a) {
-                        return Err(kafka(a));
+                if !abort(&producer, &cfg, &stop)? {
+                    // The producer is unusable: fenced (after the broker timed the transaction
+                    // out) or failed fatally. A new one with the same id fences any zombie and
+                    // carries on; only a real twin (two instances with one id) repeats this fast.
+                    restarts.retain(|t| t.elapsed() < Duration::from_secs(60));
+                    restarts.push(Instant::now());
+                    if restarts.len() > 3 {
+                        return Err(Error::Config(format!(
+                            "the producer was fenced {} times in a minute: another instance is running with transactional id {}; give each instance its own --instance",
+                            restarts.len(),
+                            cfg.transactional_id
+                        )));
                     }
-                    tracing::warn!(error = %a, "abort failed");
-                }
-                if let Error::Kafka(text) = &e
-                    && text.contains("fenced")
-                {
-                    return Err(e);
+                    tracing::warn!(error = %e, "the transactional producer is unusable; starting a new one");
+                    drop(producer);
+                    producer = new_producer(&cfg, &stop, &status)?;
                 }
                 status.set(Some(format!("retrying after: {e}")));
                 rewind(&consumer, &batch, cfg.timeout);
@@ -260,7 +264,7 @@ fn input(cfg: &ProjectConfig, m: &BorrowedMessage<'_>) -> Option<Input> {
 #[allow(clippy::too_many_arguments)]
 fn transact(
     cfg: &ProjectConfig,
-    producer: &BaseProducer,
+    producer: &TxProducer,
     consumer: &BaseConsumer<LagContext>,
     projector: &Projector,
     codec: &Codec,
@@ -431,7 +435,7 @@ fn decode(codec: &Codec, rt: &tokio::runtime::Handle, m: &Input) -> Result<Event
 }
 
 fn send_feed(
-    producer: &BaseProducer,
+    producer: &TxProducer,
     consumer: &BaseConsumer<LagContext>,
     codec: &Codec,
     f: &super::FeedRecord,
@@ -472,7 +476,7 @@ fn send_feed(
 }
 
 fn dead_letter(
-    producer: &BaseProducer,
+    producer: &TxProducer,
     consumer: &BaseConsumer<LagContext>,
     group: &str,
     m: &Input,
@@ -525,7 +529,7 @@ fn dead_letter(
 /// Sends one record; when the producer's queue is full, pauses consumption and serves the
 /// producer until there is room (backpressure, not a sleep and not an unbounded buffer).
 fn send<K, P>(
-    producer: &BaseProducer,
+    producer: &TxProducer,
     consumer: &BaseConsumer<LagContext>,
     mut record: BaseRecord<'_, K, P>,
     stop: &AtomicBool,
@@ -731,6 +735,36 @@ fn backoff(stop: &AtomicBool, total: Duration) {
     let until = Instant::now() + total;
     while Instant::now() < until && !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+type TxProducer = ThreadedProducer<DefaultProducerContext>;
+
+/// Threaded: delivery reports are served in the background, which commit and abort need.
+fn new_producer(cfg: &ProjectConfig, stop: &AtomicBool, status: &Status) -> Result<TxProducer> {
+    let producer: TxProducer = cfg.producer_config()?.create().map_err(kafka)?;
+    retry_until(stop, status, "initialising transactions", || {
+        producer.init_transactions(cfg.timeout).map_err(kafka)
+    })?;
+    Ok(producer)
+}
+
+/// Aborts the open transaction, retrying while the broker is away (a new transaction cannot
+/// begin until the abort completes). `Ok(false)`: the producer is unusable (fenced or fatal) and
+/// must be replaced. Stopping ends the wait with an error.
+fn abort(producer: &TxProducer, cfg: &ProjectConfig, stop: &AtomicBool) -> Result<bool> {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match producer.abort_transaction(cfg.timeout) {
+            Ok(()) => return Ok(true),
+            Err(e) if is_fatal(&e) || e.to_string().contains("fenced") => return Ok(false),
+            Err(e) if stop.load(Ordering::Relaxed) => return Err(kafka(e)),
+            Err(e) => {
+                tracing::warn!(error = %e, "abort not complete yet; retrying");
+                backoff(stop, wait);
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
     }
 }
 
