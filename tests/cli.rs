@@ -185,3 +185,80 @@ fn the_shipped_catalogue_checks_clean_and_help_teaches_the_settings() {
     }
     assert!(!help.contains("s3cret"));
 }
+
+const AGREEMENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/agreements");
+const RTC: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/agreements/events/rtc-opened.json"
+);
+
+#[test]
+fn explain_shows_the_clause_each_field_and_why_the_rest_is_withheld() {
+    let out = bluelight(&[
+        "agreements",
+        "explain",
+        "--dir",
+        AGREEMENTS,
+        "--event",
+        RTC,
+        "--recipient",
+        "swast",
+        "--on",
+        "2026-11-22",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    for want in [
+        "SHARES under clause casualties to feed.swast.incident.v1",
+        "people.person_ref                    pseudonymise",
+        "\"psn-",
+        "people.identity.date_of_birth        generalise:age-band          [null,\"75+\"]",
+        "WITHHELD (not named by the clause; default deny):",
+        "    summary",
+        "    people.identity.surname",
+    ] {
+        assert!(stdout.contains(want), "{want:?} missing from:\n{stdout}");
+    }
+    assert!(
+        !stdout.contains("\"surname\": \""),
+        "no surname in the record sent:\n{stdout}"
+    );
+
+    // The neighbouring force gets nothing of an incident south of its patch, and says why.
+    let out = bluelight(&[
+        "agreements",
+        "explain",
+        "--dir",
+        AGREEMENTS,
+        "--event",
+        RTC,
+        "--recipient",
+        "gloucestershire-police",
+        "--on",
+        "2026-11-22",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("SHARES NOTHING: no clause matches")
+            && stdout.contains("clause north-of-the-patch: condition"),
+        "{stdout}"
+    );
+
+    // An unknown recipient is an error that lists the known ones.
+    let out = bluelight(&[
+        "agreements",
+        "explain",
+        "--dir",
+        AGREEMENTS,
+        "--event",
+        RTC,
+        "--recipient",
+        "nobody",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no agreement in") && text(&out.stderr).contains("avon-fire"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -313,3 +313,125 @@ async fn kill_9_five_times_under_load_loses_and_repeats_nothing() {
     assert_eq!(distinct.len(), 2 * EVENTS);
     drop(projector);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_withdrawn_agreement_stops_at_once_and_its_recipient_is_told() {
+    let s = setup("withdraw").await;
+    let _projector = start_projector(&s, &unique("project-")).await;
+    let u = unique("");
+    let producer = producer();
+    let (before, after) = (format!("INC-W1{u}"), format!("INC-W2{u}"));
+    publish(
+        &s.codec,
+        &producer,
+        &[incident(&s, &before, "RTC", EventType::IncidentOpened)],
+    )
+    .await;
+    let fire_topic = format!("feed.{}.incident.v1", s.fire);
+    assert_eq!(read_all(&fire_topic, 1, Duration::from_secs(60)).len(), 1);
+
+    // The information governance officer withdraws the fire agreement: the file goes.
+    std::fs::remove_file(s.dir.join("police-to-fire-rtc.toml")).expect("withdraw");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    publish(
+        &s.codec,
+        &producer,
+        &[incident(&s, &after, "RTC", EventType::IncidentOpened)],
+    )
+    .await;
+
+    let amb = decode_feed(
+        &s.codec,
+        &read_all(
+            &format!("feed.{}.incident.v1", s.ambulance),
+            2,
+            Duration::from_secs(60),
+        ),
+    )
+    .await;
+    assert_eq!(amb.len(), 2, "the ambulance agreement is untouched");
+    let fire = decode_feed(&s.codec, &read_all(&fire_topic, 2, Duration::from_secs(30))).await;
+    let got: Vec<(String, EventType)> = fire
+        .iter()
+        .map(|r| (r.incident_id.clone(), r.envelope.event_type))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (before, EventType::IncidentOpened),
+            (
+                "agreement/isa-avon-police-fire-rtc".to_owned(),
+                EventType::SharingEnded
+            ),
+        ],
+        "fire is told the agreement ended and gets nothing after it"
+    );
+    assert_eq!(
+        fire[1]
+            .envelope
+            .disclosure
+            .as_ref()
+            .map(|d| d.agreement_id.as_str()),
+        Some("isa-avon-police-fire-rtc")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_share_the_work_and_a_survivor_retracts_what_the_other_sent() {
+    let s = setup("scale").await;
+    let group = unique("project-");
+    let mut first = common::project::start_projector_as(&s, &group, "0").await;
+    let _second = common::project::start_projector_as(&s, &group, "1").await;
+    // Both in the group before the load.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let u = unique("");
+    let producer = producer();
+    let opened: Vec<IncidentEvent> = (0..30)
+        .map(|i| {
+            incident(
+                &s,
+                &format!("INC-S{u}-{i}"),
+                "RTC",
+                EventType::IncidentOpened,
+            )
+        })
+        .collect();
+    publish(&s.codec, &producer, &opened).await;
+    let fire_topic = format!("feed.{}.incident.v1", s.fire);
+    assert_eq!(read_all(&fire_topic, 30, Duration::from_secs(60)).len(), 30);
+
+    // The first instance dies; the second takes its partitions (after the 10 s session) with the
+    // receipts the first wrote, and retracts all 30.
+    first.child.kill().expect("kill -9");
+    let _ = first.child.wait();
+    let retractions: Vec<IncidentEvent> = opened
+        .iter()
+        .map(|o| {
+            let mut r = incident(&s, &o.incident_id, "RTC", EventType::IncidentRetracted);
+            r.closure = Some(Code::new("bl-closure", "DUPLICATE"));
+            r
+        })
+        .collect();
+    publish(&s.codec, &producer, &retractions).await;
+    let fire = decode_feed(
+        &s.codec,
+        &read_all(&fire_topic, 60, Duration::from_secs(90)),
+    )
+    .await;
+    let mut per: BTreeMap<(String, EventType), usize> = BTreeMap::new();
+    for r in &fire {
+        *per.entry((r.incident_id.clone(), r.envelope.event_type))
+            .or_default() += 1;
+    }
+    for o in &opened {
+        for t in [EventType::IncidentOpened, EventType::IncidentRetracted] {
+            assert_eq!(
+                per.get(&(o.incident_id.clone(), t)),
+                Some(&1),
+                "{} {t:?} once on the fire feed",
+                o.incident_id
+            );
+        }
+    }
+    assert_eq!(fire.len(), 60);
+}

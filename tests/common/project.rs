@@ -87,8 +87,17 @@ pub async fn setup(name: &str) -> Setup {
 }
 
 pub async fn start_projector(s: &Setup, group: &str) -> Service {
+    start_projector_as(s, group, "0").await
+}
+
+/// One instance of a group: `instance` makes its transactional id and static member id.
+pub async fn start_projector_as(s: &Setup, group: &str, instance: &str) -> Service {
     start_service(&[
+        "--log",
+        "info,rdkafka=warn",
         "project",
+        "--instance",
+        instance,
         "--agreements",
         s.dir.to_str().expect("dir"),
         "--pseudonym-key-file",

@@ -133,7 +133,7 @@ impl PersonRole {
 
 impl EventType {
     /// Every event type, in schema order.
-    pub const ALL: [EventType; 27] = [
+    pub const ALL: [EventType; 28] = [
         EventType::IncidentOpened,
         EventType::IncidentUpdated,
         EventType::IncidentResourced,
@@ -161,6 +161,7 @@ impl EventType {
         EventType::VictimUpdateDue,
         EventType::DisclosureRecorded,
         EventType::RetractionIssued,
+        EventType::SharingEnded,
     ];
 
     /// The canonical topic an event of this type is published to.
@@ -176,7 +177,7 @@ impl EventType {
             | VictimRetracted => "bl.victim.v1",
             VictimUpdateDue => "feed.victim-update.v1",
             DisclosureRecorded => "audit.disclosure.v1",
-            RetractionIssued => "feed",
+            RetractionIssued | SharingEnded => "feed",
             _ => "bl.case.v1",
         }
     }

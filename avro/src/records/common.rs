@@ -153,6 +153,10 @@ pub enum EventType {
     VictimUpdateDue,
     DisclosureRecorded,
     RetractionIssued,
+    // On a recipient's feed: an agreement it received records under was withdrawn or has
+    // expired, so nothing more will come under it. The record's key field holds
+    // `agreement/<agreement id>`; `envelope.disclosure` names the agreement.
+    SharingEnded,
 }
 
 /// Government Security Classification of a record. Bluelight carries OFFICIAL information only;

@@ -9,7 +9,10 @@ use bluelight_avro::records::{CaseEvent, EventType, IncidentEvent, VictimEvent};
 use serde_json::Value;
 
 /// What a clause's records are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Entity {
     Incident,
     Case,

@@ -501,6 +501,82 @@ impl Projector {
     }
 }
 
+/// What is remembered of an agreement in force, so its end can be announced even after its file
+/// is gone (kept on `state.disclosures.v1` under `agreement/<id>`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Ended {
+    pub id: String,
+    pub version: String,
+    pub recipient: String,
+    pub feeds: Vec<Entity>,
+    /// The first controller, as the notice's source organisation.
+    pub controller: String,
+    pub in_force: bool,
+}
+
+impl Ended {
+    pub fn of(a: &Agreement) -> Self {
+        Ended {
+            id: a.id.clone(),
+            version: a.version.clone(),
+            recipient: a.recipient.org.clone(),
+            feeds: a.recipient.feeds.clone(),
+            controller: a.controllers.first().cloned().unwrap_or_default(),
+            in_force: true,
+        }
+    }
+}
+
+/// The records that tell a recipient an agreement has ended: one per feed it has, keyed
+/// `agreement/<id>`, with an id fixed by the agreement and version so a repeat is recognisable.
+pub fn sharing_ended(a: &Ended, now: Timestamp) -> Result<Vec<(String, String, Event)>> {
+    let id = Id(Uuid::new_v5(
+        &DISCLOSURE_NAMESPACE,
+        format!("sharing-ended\0{}\0{}", a.id, a.version).as_bytes(),
+    ));
+    let key = format!("agreement/{}", a.id);
+    let mut out = Vec::new();
+    for entity in &a.feeds {
+        let mut env = Envelope::new(
+            EventType::SharingEnded,
+            "bluelight-project",
+            &a.controller,
+            now,
+        );
+        env.event_id = id;
+        env.recorded_at = now;
+        env.disclosure = Some(DisclosureRef {
+            disclosure_id: id,
+            agreement_id: a.id.clone(),
+            clause_id: String::new(),
+            recipient: a.recipient.clone(),
+        });
+        let mut json = serde_json::Map::new();
+        json.insert(
+            CARRIED.into(),
+            serde_json::to_value(&env).map_err(|e| Error::Projection {
+                event_id: id.to_string(),
+                reason: e.to_string(),
+            })?,
+        );
+        json.insert(entity.key_field().into(), Value::String(key.clone()));
+        if *entity == Entity::Victim {
+            json.insert("enhanced_rights".into(), Value::Bool(false));
+            json.insert(
+                "contact".into(),
+                serde_json::json!({"channel": "LETTER", "frequency": "ON_REQUEST", "opted_out": true}),
+            );
+        }
+        let record =
+            Event::from_json(*entity, Value::Object(json)).map_err(|e| Error::Projection {
+                event_id: id.to_string(),
+                reason: format!("sharing-ended notice: {e}"),
+            })?;
+        out.push((feed_topic(&a.recipient, *entity), key.clone(), record));
+    }
+    Ok(out)
+}
+
 /// `feed.<recipient>.<entity>.v1`.
 pub fn feed_topic(recipient: &str, entity: Entity) -> String {
     format!("feed.{recipient}.{}.v1", entity.name())

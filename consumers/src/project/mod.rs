@@ -16,7 +16,7 @@ pub mod receipts;
 pub mod service;
 pub mod transform;
 
-pub use decide::{FeedRecord, Projection, Projector, Verdict};
+pub use decide::{Ended, FeedRecord, Projection, Projector, Verdict, feed_topic, sharing_ended};
 pub use event::Event;
 pub use receipts::{Receipt, Receipts};
 

@@ -105,6 +105,10 @@ impl ProjectConfig {
                 self.prefetch_kbytes.to_string(),
             )
             .set("max.poll.interval.ms", "300000")
+            // With static membership a dead instance keeps its partitions until its session
+            // expires: 10 s bounds how long its partitions wait for another instance.
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "2000")
             .set("statistics.interval.ms", "5000");
         Ok(c)
     }

@@ -28,6 +28,7 @@ pub(crate) struct Metrics {
     pub receipts: IntGauge,
     pub receipts_evicted: IntCounter,
     pub reloads: IntCounterVec,
+    pub agreements_ended: IntCounterVec,
 }
 
 #[allow(clippy::expect_used)] // metric names are constants; a clash is a programming error found at start-up
@@ -129,6 +130,12 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "bluelight_projector_policy_reloads_total",
         "Agreement directory changes seen, by result (applied, refused).",
         &["result"]
+    )
+    .expect("metric"),
+    agreements_ended: register_int_counter_vec!(
+        "bluelight_projector_agreements_ended_total",
+        "Agreements withdrawn or expired, announced on their recipient's feeds.",
+        &["agreement"]
     )
     .expect("metric"),
 }

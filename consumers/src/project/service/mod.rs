@@ -93,7 +93,8 @@ pub fn run(
 
     status.set(Some("starting: reading state.disclosures.v1".into()));
     let mut receipts = Receipts::new(cfg.receipts_capacity);
-    let follower = state::Follower::start(&cfg, &mut receipts, &stop)?;
+    let mut marks = state::Marks::new();
+    let follower = state::Follower::start(&cfg, &mut receipts, &mut marks, &stop)?;
     tracing::info!(
         subjects = receipts.len(),
         "receipts rebuilt from {STATE_TOPIC}"
@@ -101,7 +102,7 @@ pub fn run(
 
     let consumer: BaseConsumer<LagContext> = cfg
         .consumer_config()?
-        .create_with_context(LagContext)
+        .create_with_context(LagContext::default())
         .map_err(kafka)?;
     let topics: Vec<&str> = cfg.topics.iter().map(|(t, _)| t.as_str()).collect();
     consumer.subscribe(&topics).map_err(kafka)?;
@@ -116,6 +117,7 @@ pub fn run(
     );
 
     let mut watch = Watch::new(&cfg);
+    let mut settled = Instant::now() - cfg.reload_every;
     let mut out = Vec::with_capacity(1024);
     while !stop.load(Ordering::Relaxed) {
         if let Some(new) = watch.changed(&cfg, today()) {
@@ -129,7 +131,25 @@ pub fn run(
                 }
             }
         }
-        follower.apply(&mut receipts, &cfg.transactional_id);
+        follower.apply(&mut receipts, &mut marks, &cfg);
+        if settled.elapsed() >= cfg.reload_every {
+            settled = Instant::now();
+            if let Err(e) = settle(
+                &cfg,
+                &codec,
+                &producer,
+                &consumer,
+                projector.policy(),
+                &mut marks,
+                today(),
+                &stop,
+            ) {
+                tracing::warn!(error = %e, "announcing ended agreements failed; retrying");
+                if !abort(&producer, &cfg, &stop)? {
+                    producer = new_producer(&cfg, &stop, &status)?;
+                }
+            }
+        }
         METRICS
             .receipts
             .set(i64::try_from(receipts.len()).unwrap_or(i64::MAX));
@@ -138,6 +158,12 @@ pub fn run(
             .inc_by(receipts.evicted - METRICS.receipts_evicted.get());
 
         let batch = poll_batch(&consumer, &cfg, &stop);
+        if consumer.context().assigned.swap(false, Ordering::Relaxed) {
+            // Partitions may have moved here: what their last owner recorded must be in
+            // memory before their events are decided (its last transaction has committed,
+            // or these offsets would not be ours to read).
+            follower.catch_up(&mut receipts, &mut marks, &cfg);
+        }
         if batch.is_empty() {
             continue;
         }
@@ -376,10 +402,7 @@ fn transact(
                 }
                 if let Some(state) = latest {
                     let value = Receipts::encode(&state);
-                    let headers = OwnedHeaders::new().insert(Header {
-                        key: "bl-writer",
-                        value: Some(cfg.transactional_id.as_bytes()),
-                    });
+                    let headers = state::headers(cfg);
                     send(
                         producer,
                         consumer,
@@ -740,6 +763,90 @@ fn backoff(stop: &AtomicBool, total: Duration) {
 
 type TxProducer = ThreadedProducer<DefaultProducerContext>;
 
+/// Announces agreements that have ended since they were last seen in force (withdrawn, or past
+/// their valid_to) on their recipient's feeds, and remembers those now in force, in one
+/// transaction. Disclosures under an ended agreement already stopped: `decide` checks each event.
+#[allow(clippy::too_many_arguments)]
+fn settle(
+    cfg: &ProjectConfig,
+    codec: &Codec,
+    producer: &TxProducer,
+    consumer: &BaseConsumer<LagContext>,
+    policy: &Policy,
+    marks: &mut state::Marks,
+    today: jiff::civil::Date,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let mut changes: Vec<super::Ended> = Vec::new();
+    for mark in marks.values().filter(|m| m.in_force) {
+        let still = policy
+            .agreements
+            .iter()
+            .any(|a| a.id == mark.id && a.in_force(today));
+        if !still {
+            changes.push(super::Ended {
+                in_force: false,
+                ..mark.clone()
+            });
+        }
+    }
+    for a in policy.agreements.iter().filter(|a| a.in_force(today)) {
+        let now = super::Ended::of(a);
+        if marks.get(&a.id) != Some(&now) {
+            changes.push(now);
+        }
+    }
+    if changes.is_empty() {
+        return Ok(());
+    }
+    producer.begin_transaction().map_err(kafka)?;
+    let now = Timestamp::now();
+    let mut out = Vec::new();
+    for change in &changes {
+        if !change.in_force {
+            for (topic, key, record) in super::sharing_ended(change, now)? {
+                out.clear();
+                record.encode_into(codec, &format!("{topic}-value"), &mut out)?;
+                send(
+                    producer,
+                    consumer,
+                    BaseRecord::to(&topic)
+                        .key(key.as_bytes())
+                        .payload(out.as_slice()),
+                    stop,
+                )?;
+            }
+            METRICS
+                .agreements_ended
+                .with_label_values(&[&change.id])
+                .inc();
+            tracing::warn!(agreement = %change.id, recipient = %change.recipient, "agreement ended: the recipient is told on its feeds");
+        }
+        let value = serde_json::to_vec(change).map_err(|e| Error::Config(e.to_string()))?;
+        let key = state::mark_key(&change.id);
+        let headers = state::headers(cfg);
+        send(
+            producer,
+            consumer,
+            BaseRecord::to(STATE_TOPIC)
+                .key(key.as_bytes())
+                .payload(&value)
+                .headers(headers),
+            stop,
+        )?;
+    }
+    producer.commit_transaction(cfg.timeout).map_err(kafka)?;
+    tracing::info!(
+        in_force = changes.iter().filter(|c| c.in_force).count(),
+        ended = changes.iter().filter(|c| !c.in_force).count(),
+        "agreement marks written to {STATE_TOPIC}"
+    );
+    for change in changes {
+        marks.insert(change.id.clone(), change);
+    }
+    Ok(())
+}
+
 /// Threaded: delivery reports are served in the background, which commit and abort need.
 fn new_producer(cfg: &ProjectConfig, stop: &AtomicBool, status: &Status) -> Result<TxProducer> {
     let producer: TxProducer = cfg.producer_config()?.create().map_err(kafka)?;
@@ -768,8 +875,12 @@ fn abort(producer: &TxProducer, cfg: &ProjectConfig, stop: &AtomicBool) -> Resul
     }
 }
 
-/// Publishes librdkafka's per-partition lag from its statistics (every `statistics.interval.ms`).
-pub(crate) struct LagContext;
+/// Publishes librdkafka's per-partition lag from its statistics (every `statistics.interval.ms`),
+/// and notes new assignments, after which the receipts are caught up before processing.
+#[derive(Default)]
+pub(crate) struct LagContext {
+    assigned: AtomicBool,
+}
 
 impl rdkafka::ClientContext for LagContext {
     fn stats(&self, stats: rdkafka::Statistics) {
@@ -786,7 +897,13 @@ impl rdkafka::ClientContext for LagContext {
     }
 }
 
-impl rdkafka::consumer::ConsumerContext for LagContext {}
+impl rdkafka::consumer::ConsumerContext for LagContext {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
+        if let rdkafka::consumer::Rebalance::Assign(_) = rebalance {
+            self.assigned.store(true, Ordering::Relaxed);
+        }
+    }
+}
 
 fn kafka(e: KafkaError) -> Error {
     Error::Kafka(e.to_string())

@@ -11,14 +11,45 @@ use rdkafka::{
     Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer},
     error::KafkaError,
-    message::Headers,
+    message::{BorrowedMessage, Header, Headers, OwnedHeaders},
 };
 
 use super::{STATE_TOPIC, config::ProjectConfig};
-use crate::{Error, Result, project::Receipts};
+use crate::{
+    Error, Result,
+    project::{Ended, Receipts},
+};
+
+/// Agreements this service has seen in force, by id: their end is announced once.
+pub(crate) type Marks = std::collections::BTreeMap<String, Ended>;
+
+/// The state key of an agreement's mark.
+pub(crate) fn mark_key(id: &str) -> String {
+    format!("agreement/{id}")
+}
+
+/// Headers of every state record: which group (deployment) and which instance wrote it. A
+/// state topic shared by two groups (tests, or a blue/green pair) keeps their states apart.
+pub(crate) fn headers(cfg: &ProjectConfig) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header {
+            key: "bl-group",
+            value: Some(cfg.group.as_bytes()),
+        })
+        .insert(Header {
+            key: "bl-writer",
+            value: Some(cfg.transactional_id.as_bytes()),
+        })
+}
+
+fn header<'a>(m: &'a BorrowedMessage<'_>, name: &str) -> Option<&'a [u8]> {
+    m.headers()
+        .and_then(|h| h.iter().find(|h| h.key == name).and_then(|h| h.value))
+}
 
 pub(crate) struct Follower {
     consumer: BaseConsumer,
+    partitions: Vec<i32>,
 }
 
 impl Follower {
@@ -26,6 +57,7 @@ impl Follower {
     pub(crate) fn start(
         cfg: &ProjectConfig,
         receipts: &mut Receipts,
+        marks: &mut Marks,
         stop: &AtomicBool,
     ) -> Result<Self> {
         let mut c = cfg.state_config()?;
@@ -59,7 +91,9 @@ impl Follower {
             match consumer.poll(Duration::from_millis(500)) {
                 Some(Ok(m)) => {
                     read += 1;
-                    apply_one(receipts, &m);
+                    if header(&m, "bl-group").is_none_or(|g| g == cfg.group.as_bytes()) {
+                        apply_one(receipts, marks, &m);
+                    }
                 }
                 Some(Err(KafkaError::PartitionEOF(p))) => {
                     at_end.insert(p);
@@ -81,21 +115,29 @@ impl Follower {
             took_ms = started.elapsed().as_millis() as u64,
             "state read"
         );
-        Ok(Follower { consumer })
+        Ok(Follower {
+            consumer,
+            partitions,
+        })
     }
 
     /// Applies what other instances wrote since the last call (our own writes are already in
     /// memory, and newer there than their echo).
-    pub(crate) fn apply(&self, receipts: &mut Receipts, own: &str) {
+    pub(crate) fn apply(
+        &self,
+        receipts: &mut Receipts,
+        marks: &mut Marks,
+        cfg: &ProjectConfig,
+    ) -> usize {
+        let mut n = 0;
         for _ in 0..10_000 {
             match self.consumer.poll(Duration::ZERO) {
                 Some(Ok(m)) => {
-                    let mine = m.headers().is_some_and(|h| {
-                        h.iter()
-                            .any(|h| h.key == "bl-writer" && h.value == Some(own.as_bytes()))
-                    });
-                    if !mine {
-                        apply_one(receipts, &m);
+                    let mine = header(&m, "bl-writer") == Some(cfg.transactional_id.as_bytes());
+                    let ours = header(&m, "bl-group").is_none_or(|g| g == cfg.group.as_bytes());
+                    n += 1;
+                    if ours && !mine {
+                        apply_one(receipts, marks, &m);
                     }
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
@@ -106,13 +148,78 @@ impl Follower {
                 None => break,
             }
         }
+        n
     }
 }
 
-fn apply_one(receipts: &mut Receipts, m: &rdkafka::message::BorrowedMessage<'_>) {
+impl Follower {
+    /// Reads up to the state topic's current end. Another instance's open transaction holds
+    /// its records back (read_committed), so a second with nothing new also ends the wait: the
+    /// last owner of a moved partition committed before we could read it.
+    pub(crate) fn catch_up(&self, receipts: &mut Receipts, marks: &mut Marks, cfg: &ProjectConfig) {
+        let started = Instant::now();
+        let ends: Vec<(i32, i64)> = self
+            .partitions
+            .iter()
+            .filter_map(|p| {
+                self.consumer
+                    .fetch_watermarks(STATE_TOPIC, *p, cfg.timeout)
+                    .ok()
+                    .map(|(_, high)| (*p, high))
+            })
+            .collect();
+        let mut progress = Instant::now();
+        loop {
+            if self.apply(receipts, marks, cfg) > 0 {
+                progress = Instant::now();
+            }
+            let Ok(positions) = self.consumer.position() else {
+                break;
+            };
+            let behind = ends.iter().any(|(p, end)| {
+                match positions
+                    .find_partition(STATE_TOPIC, *p)
+                    .map(|e| e.offset())
+                {
+                    Some(Offset::Offset(at)) => at < *end,
+                    _ => *end > 0,
+                }
+            });
+            if !behind || progress.elapsed() > Duration::from_secs(1) {
+                break;
+            }
+            if started.elapsed() > cfg.timeout {
+                tracing::warn!(
+                    "{STATE_TOPIC} not caught up within {:?}; going on",
+                    cfg.timeout
+                );
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        tracing::debug!(
+            took_ms = started.elapsed().as_millis() as u64,
+            "receipts caught up after an assignment"
+        );
+    }
+}
+
+fn apply_one(receipts: &mut Receipts, marks: &mut Marks, m: &BorrowedMessage<'_>) {
     let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
         return;
     };
+    if let Some(id) = key.strip_prefix("agreement/") {
+        match m.payload().map(serde_json::from_slice::<Ended>) {
+            None => {
+                marks.remove(id);
+            }
+            Some(Ok(mark)) => {
+                marks.insert(id.to_owned(), mark);
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, key, "unreadable agreement mark; skipped"),
+        }
+        return;
+    }
     match m.payload() {
         None => receipts.load(key, None),
         Some(bytes) => match Receipts::decode(bytes) {
