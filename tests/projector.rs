@@ -53,7 +53,7 @@ async fn audits_for(codec: &Codec, recipients: &[&str], want: usize) -> Vec<Disc
 async fn feeds_audit_retractions_and_dead_letters_end_to_end() {
     let s = setup("e2e").await;
     let group = unique("project-");
-    let _projector = start_projector(&s, &group).await;
+    let projector = start_projector(&s, &group).await;
     let u = unique("");
     let (a, b, c) = (
         format!("INC-A{u}"),
@@ -179,6 +179,32 @@ async fn feeds_audit_retractions_and_dead_letters_end_to_end() {
         1,
         "the garbage record is dead-lettered once by this projector: {dead:?}"
     );
+
+    // The projector's own account agrees.
+    let metrics = reqwest::get(format!("{}/metrics", projector.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for want in [
+        format!(
+            "bluelight_projector_disclosures_total{{agreement=\"isa-avon-police-fire-rtc\",recipient=\"{}\"}} 1",
+            s.fire
+        ),
+        format!(
+            "bluelight_projector_disclosures_total{{agreement=\"isa-avon-police-swast-casualties\",recipient=\"{}\"}} 2",
+            s.ambulance
+        ),
+        format!(
+            "bluelight_projector_retractions_sent_total{{recipient=\"{}\"}} 1",
+            s.fire
+        ),
+        "bluelight_projector_dead_letters_total{reason=\"undecodable\"}".to_owned(),
+        "bluelight_projector_transaction_commit_seconds_count".to_owned(),
+    ] {
+        assert!(metrics.contains(&want), "{want} missing from /metrics");
+    }
 
     // An independent client reads the feed: confluent-kafka's AvroDeserializer.
     let python = std::env::var("BLUELIGHT_PYTHON").unwrap_or_else(|_| {

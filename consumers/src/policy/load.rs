@@ -283,6 +283,13 @@ fn check(
         let mut event_types = Vec::new();
         for t in c.event_types.get_ref() {
             match serde_json::from_value::<EventType>(serde_json::Value::String(t.clone())) {
+                Ok(e) if e == entity.retracted() => count(
+                    c.event_types.span().start,
+                    format!(
+                        "clause {}: {t} cannot be listed: a retraction reaches exactly the recipients of the events it withdraws, whatever the clauses say",
+                        c.id
+                    ),
+                ),
                 Ok(e) if e.topic() == topic => event_types.push(e),
                 Ok(_) => count(
                     c.event_types.span().start,

@@ -486,3 +486,68 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_correction_withdraws_the_earlier_event_from_its_recipients_and_is_itself_shared() {
+    let p = examples();
+    let first = rtc();
+    let out = p
+        .project(&Event::Incident(first.clone()), today(), NOW)
+        .expect("project");
+    let mut receipts: Vec<Receipt> = out
+        .feeds
+        .iter()
+        .map(|f| Receipt {
+            feed: f.topic.clone(),
+            recipient: f.audit.recipient.clone(),
+            agreement_id: f.audit.agreement_id.clone(),
+            agreement_version: f.audit.agreement_version.clone(),
+            sent_key: f.key.clone(),
+            events: vec![receipts::Sent {
+                event_id: f.audit.source_event_id,
+                clause_id: f.audit.clause_id.clone(),
+                retracted: false,
+            }],
+        })
+        .collect();
+    // The correction is shared under the same clauses as any event, and the recipients of the
+    // first version are told it is replaced.
+    let mut correction = rtc();
+    correction.envelope.event_id = bluelight_avro::records::Id::random();
+    correction.envelope.event_type = EventType::IncidentUpdated;
+    correction.envelope.supersedes = Some(bluelight_avro::records::EventRef {
+        event_id: first.envelope.event_id,
+        reason: "wrong address".into(),
+    });
+    let event = Event::Incident(correction.clone());
+    let shared = p.project(&event, today(), NOW).expect("project");
+    assert_eq!(
+        recipients(&shared),
+        recipients(&out),
+        "the correction itself is shared as usual"
+    );
+    let notices = p.retract(&event, &mut receipts, NOW).expect("retract");
+    assert_eq!(notices.len(), 2);
+    for n in &notices {
+        let json = n.record.to_json().expect("json");
+        assert_eq!(
+            json["envelope"]["retracts"]["event_id"],
+            first.envelope.event_id.to_string()
+        );
+        assert_eq!(
+            json["envelope"]["retracts"]["reason"],
+            "corrected: wrong address"
+        );
+        assert_eq!(
+            json["envelope"]["causation_id"],
+            correction.envelope.event_id.to_string(),
+            "points at the correction"
+        );
+    }
+    // A second correction of the same event tells nobody again.
+    assert!(
+        p.retract(&event, &mut receipts, NOW)
+            .expect("again")
+            .is_empty()
+    );
+}

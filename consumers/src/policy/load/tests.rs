@@ -108,6 +108,13 @@ fn bad_agreements_are_refused_with_file_line_and_reason() {
             "unknown field `lawful_basiss`",
         ),
         (
+            example().replace(
+                "\"INCIDENT_CLOSED\"",
+                "\"INCIDENT_CLOSED\", \"INCIDENT_RETRACTED\"",
+            ),
+            "INCIDENT_RETRACTED cannot be listed: a retraction reaches exactly the recipients",
+        ),
+        (
             example().replace("\"incident_id\" = \"keep\"\n", ""),
             "clause rtc-and-fire-hazards: must share incident_id (keep or pseudonymise)",
         ),
