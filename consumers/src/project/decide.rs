@@ -314,10 +314,12 @@ impl Projector {
     ) -> Result<Vec<FeedRecord>> {
         let env = event.envelope();
         let entity = event.entity();
+        // Reasons come from code lists (closure or outcome codes), never the source's free text:
+        // a notice reaches recipients whatever their agreements now allow.
         let (targets, reason): (Option<Id>, String) = if let Some(r) = &env.retracts {
-            (Some(r.event_id), r.reason.clone())
+            (Some(r.event_id), whole_subject_reason(event))
         } else if let Some(r) = &env.supersedes {
-            (Some(r.event_id), format!("corrected: {}", r.reason))
+            (Some(r.event_id), format!("corrected by {}", env.source_org))
         } else if env.event_type == entity.retracted() {
             (None, whole_subject_reason(event))
         } else {
@@ -357,9 +359,12 @@ impl Projector {
                 );
                 notice_env.event_id = notice_id;
                 notice_env.recorded_at = env.recorded_at;
-                notice_env.correlation_id = env.correlation_id;
                 notice_env.causation_id = Some(env.event_id);
-                notice_env.marking = env.marking.clone();
+                // The notice carries a key and a code, nothing of the record: OFFICIAL.
+                notice_env.marking = SecurityMarking {
+                    classification: Classification::Official,
+                    caveats: Vec::new(),
+                };
                 notice_env.retracts = Some(EventRef {
                     event_id: sent.event_id,
                     reason: reason.clone(),

@@ -22,6 +22,8 @@ enum Node {
     Keep,
     Apply(Transform),
     Part(BTreeMap<String, Node>),
+    /// A required text withheld: sent empty.
+    Blank,
 }
 
 /// One clause, ready to apply.
@@ -41,7 +43,7 @@ impl Plan {
     pub fn new(entity: Entity, clause: &Clause) -> Self {
         let fields = entity.fields();
         let mut root = BTreeMap::new();
-        root.insert(CARRIED.to_owned(), Node::Keep);
+        root.insert(CARRIED.to_owned(), carried(&fields));
         let mut rules: Vec<_> = clause.fields.iter().collect();
         // Parents before children, so a child's transform refines a parent shared whole.
         rules.sort_by(|a, b| a.path.cmp(&b.path));
@@ -53,6 +55,7 @@ impl Plan {
             insert(&mut root, "", &rule.path, node, &fields);
         }
         let mut disclosed = vec![CARRIED.to_owned()];
+        // `envelope` is listed as disclosed: what of it travels is described above `carried`.
         let mut transformed = Vec::new();
         for rule in &rules {
             match rule.transform {
@@ -81,6 +84,24 @@ impl Plan {
             _ => Value::Null,
         }
     }
+}
+
+/// The envelope as it travels by default: all of it but the links between events
+/// (`correlation_id`, `causation_id`: they would let recipients of different agreements join
+/// their records) and the free-text reasons of corrections and withdrawals. A clause may name any
+/// of them.
+fn carried(fields: &BTreeMap<String, Field>) -> Node {
+    let mut map: BTreeMap<String, Node> =
+        children(CARRIED, fields).map(|c| (c, Node::Keep)).collect();
+    map.remove("correlation_id");
+    map.remove("causation_id");
+    for link in ["supersedes", "retracts"] {
+        let mut part = BTreeMap::new();
+        part.insert("event_id".to_owned(), Node::Keep);
+        part.insert("reason".to_owned(), Node::Blank);
+        map.insert(link.to_owned(), Node::Part(part));
+    }
+    Node::Part(map)
 }
 
 fn insert(
@@ -154,6 +175,7 @@ fn unshared(
             None if name == "age_band" => {}
             None => out.push(full),
             Some(Node::Part(inner)) => unshared(inner, &full, fields, out),
+            Some(Node::Blank) => out.push(full),
             Some(_) => {}
         }
     }
@@ -184,6 +206,7 @@ fn part(
 fn one(node: &Node, name: &str, v: &Value, p: &Pseudonymiser, at_ms: i64) -> Value {
     match (node, v) {
         (_, Value::Null) => Value::Null,
+        (Node::Blank, _) => Value::String(String::new()),
         (Node::Keep, v) => v.clone(),
         (Node::Apply(t), Value::Array(items)) => Value::Array(
             items

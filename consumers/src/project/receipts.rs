@@ -1,15 +1,20 @@
 //! Who received what: the state that lets a retraction reach exactly the recipients of the
 //! retracted events.
 //!
-//! One entry per subject (incident, case or victim): for each feed it reached, under which
-//! agreement, with which key, and which events. The projector writes an entry's new value to the
-//! compacted `state.disclosures.v1` in the same transaction as the disclosures it records, and
-//! every instance reads the topic back on start (and follows it while running), so the state
-//! survives restarts and partition moves. Memory is bounded: past `capacity` subjects, the least
-//! recently touched is forgotten and counted; a retraction for a forgotten subject goes to the
-//! dead-letter topic for a person to follow up, never silently nowhere.
+//! In memory, per subject (incident, case or victim): for each feed it reached, under which
+//! agreement, with which key, and which events. On the compacted `state.disclosures.v1`, one
+//! small record per (subject, feed, event), written in the same transaction as the disclosure it
+//! records (and again when it is retracted), so nothing in memory can overwrite history in
+//! Kafka. Every instance reads the topic back on start (and follows it while running), so the
+//! state survives restarts and partition moves. Memory is bounded: past `capacity` subjects, the
+//! least recently touched is forgotten and counted, and the subject is remembered as partial; a
+//! retraction for a partial subject still reaches the recipients held, and also goes to the
+//! dead-letter topic for a person to check the rest, never silently nowhere.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    hash::{Hash, Hasher},
+};
 
 use bluelight_avro::records::Id;
 use serde::{Deserialize, Serialize};
@@ -50,8 +55,24 @@ pub struct Receipts {
     capacity: usize,
     /// Values before the open transaction touched them, to roll back on abort.
     undo: HashMap<String, Option<Vec<Receipt>>>,
+    /// Hashes of subjects whose receipts in memory may be incomplete (forgotten at capacity);
+    /// past its own bound every subject counts as possibly incomplete.
+    partial: HashSet<u64>,
+    partial_overflow: bool,
     pub evicted: u64,
     pub events_dropped: u64,
+}
+
+/// One state record's value: one feed's receipt of one event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub recipient: String,
+    pub agreement_id: String,
+    pub agreement_version: String,
+    pub clause_id: String,
+    pub sent_key: String,
+    #[serde(default)]
+    pub retracted: bool,
 }
 
 impl Receipts {
@@ -102,12 +123,8 @@ impl Receipts {
             };
             self.map.remove(&oldest);
             self.evicted += 1;
+            self.mark_partial(&oldest);
         }
-    }
-
-    /// Sets a subject's receipts as read from the state topic, outside any transaction.
-    pub fn load(&mut self, key: &str, receipts: Option<Vec<Receipt>>) {
-        self.set(key, receipts);
     }
 
     /// Records that `feed` received `event_id`; returns the subject's new receipts to persist.
@@ -129,6 +146,7 @@ impl Receipts {
                     let extra = r.events.len() - MAX_EVENTS_PER_RECEIPT;
                     r.events.drain(..extra);
                     self.events_dropped += extra as u64;
+                    self.mark_partial(key);
                 }
             }
             None => all.push(receipt),
@@ -149,13 +167,74 @@ impl Receipts {
         }
     }
 
-    pub fn encode(receipts: &[Receipt]) -> Vec<u8> {
-        serde_json::to_vec(receipts).unwrap_or_default()
+    fn mark_partial(&mut self, key: &str) {
+        if self.partial.len() >= self.capacity.saturating_mul(4) {
+            self.partial_overflow = true;
+        } else {
+            self.partial.insert(hash(key));
+        }
     }
 
-    pub fn decode(bytes: &[u8]) -> serde_json::Result<Vec<Receipt>> {
-        serde_json::from_slice(bytes)
+    /// Whether the recipients held for a subject may be fewer than those it reached.
+    pub fn is_partial(&self, key: &str) -> bool {
+        self.partial_overflow || self.partial.contains(&hash(key))
     }
+
+    /// The state record of one feed's receipt of one event: `<subject key>#<feed>#<event id>`.
+    pub fn entry(subject: &str, receipt: &Receipt, sent: &Sent) -> (String, Vec<u8>) {
+        let key = format!("{subject}#{}#{}", receipt.feed, sent.event_id);
+        let value = Entry {
+            recipient: receipt.recipient.clone(),
+            agreement_id: receipt.agreement_id.clone(),
+            agreement_version: receipt.agreement_version.clone(),
+            clause_id: sent.clause_id.clone(),
+            sent_key: receipt.sent_key.clone(),
+            retracted: sent.retracted,
+        };
+        (key, serde_json::to_vec(&value).unwrap_or_default())
+    }
+
+    /// Applies one state record read back from Kafka (outside any transaction).
+    pub fn load_entry(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
+        let mut parts = key.rsplitn(3, '#');
+        let (Some(event), Some(feed), Some(subject)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(format!("key {key:?} is not <subject>#<feed>#<event id>"));
+        };
+        let event_id: Id = event.parse().map_err(|e| format!("{event:?}: {e}"))?;
+        let entry: Entry = serde_json::from_slice(value).map_err(|e| e.to_string())?;
+        let mut all = self.get(subject).to_vec();
+        let sent = Sent {
+            event_id,
+            clause_id: entry.clause_id,
+            retracted: entry.retracted,
+        };
+        match all
+            .iter_mut()
+            .find(|r| r.feed == feed && r.agreement_id == entry.agreement_id)
+        {
+            Some(r) => match r.events.iter_mut().find(|e| e.event_id == event_id) {
+                Some(e) => e.retracted |= sent.retracted,
+                None => r.events.push(sent),
+            },
+            None => all.push(Receipt {
+                feed: feed.to_owned(),
+                recipient: entry.recipient,
+                agreement_id: entry.agreement_id,
+                agreement_version: entry.agreement_version,
+                sent_key: entry.sent_key,
+                events: vec![sent],
+            }),
+        }
+        self.set(subject, Some(all));
+        Ok(())
+    }
+}
+
+fn hash(key: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
 }
 
 #[cfg(test)]
@@ -189,8 +268,22 @@ mod tests {
         r.rollback();
         assert_eq!(r.get("incident/1").len(), 1);
         assert_eq!(r.get("incident/1")[0].events.len(), 1);
-        let bytes = Receipts::encode(r.get("incident/1"));
-        assert_eq!(Receipts::decode(&bytes).expect("json"), r.get("incident/1"));
+    }
+
+    #[test]
+    fn state_records_rebuild_the_receipts() {
+        let mut r = Receipts::new(10);
+        let a = receipt("feed.a.incident.v1", 1);
+        let mut b = receipt("feed.b.incident.v1", 2);
+        b.events[0].retracted = true;
+        let mut rebuilt = Receipts::new(10);
+        for x in [&a, &b] {
+            r.record("incident/INC-1", x.clone());
+            let (key, value) = Receipts::entry("incident/INC-1", x, &x.events[0]);
+            rebuilt.load_entry(&key, &value).expect("entry");
+        }
+        assert_eq!(rebuilt.get("incident/INC-1"), r.get("incident/INC-1"));
+        assert!(rebuilt.load_entry("nonsense", b"{}").is_err());
     }
 
     #[test]

@@ -440,6 +440,11 @@ fn record(drop: &[bool], people: usize, summary: &str) -> IncidentEvent {
     }
     r.people.truncate(people);
     r.summary = Some(summary.to_owned());
+    r.envelope.supersedes = Some(bluelight_avro::records::EventRef {
+        event_id: bluelight_avro::records::Id::random(),
+        reason: format!("moved to {summary}"),
+    });
+    r.envelope.correlation_id = Some(bluelight_avro::records::Id::random());
     r
 }
 
@@ -470,7 +475,13 @@ proptest! {
             let mut got = Vec::new();
             leaves(&json, "", &mut got);
             for (path, value) in got {
-                let allowed = path.starts_with("envelope") || rules.iter().any(|r| {
+                let carried = path.starts_with("envelope")
+                    && !path.starts_with("envelope.correlation_id")
+                    && !path.starts_with("envelope.causation_id");
+                if path.ends_with(".reason") {
+                    prop_assert_eq!(value.as_str(), Some(""), "free text in the envelope: {}", path);
+                }
+                let allowed = carried || rules.iter().any(|r| {
                     path == r.path || path.starts_with(&format!("{}.", r.path))
                         || (path.ends_with("identity.age_band") && r.path.ends_with("identity.date_of_birth"))
                 });
@@ -535,8 +546,8 @@ fn a_correction_withdraws_the_earlier_event_from_its_recipients_and_is_itself_sh
             first.envelope.event_id.to_string()
         );
         assert_eq!(
-            json["envelope"]["retracts"]["reason"],
-            "corrected: wrong address"
+            json["envelope"]["retracts"]["reason"], "corrected by avon-police",
+            "a code or a fixed text, never the source's free text"
         );
         assert_eq!(
             json["envelope"]["causation_id"],

@@ -107,14 +107,21 @@ pub fn postcode_sector(s: &str) -> Option<String> {
         .filter(|c| !c.is_whitespace())
         .map(|c| c.to_ascii_uppercase())
         .collect();
-    if !compact.is_ascii() || compact.len() < 2 {
-        return None;
-    }
+    let outward_ok = |o: &str| {
+        (2..=4).contains(&o.len())
+            && o.starts_with(|c: char| c.is_ascii_uppercase())
+            && o.chars().all(|c| c.is_ascii_alphanumeric())
+    };
     if compact.len() <= 4 {
-        return Some(compact);
+        return outward_ok(&compact).then_some(compact);
     }
-    let (outward, inward) = compact.split_at(compact.len() - 3);
-    Some(format!("{outward} {}", &inward[..1]))
+    let (outward, inward) = compact.split_at(compact.len().checked_sub(3)?);
+    let b = inward.as_bytes();
+    let inward_ok = b.len() == 3
+        && b[0].is_ascii_digit()
+        && b[1].is_ascii_uppercase()
+        && b[2].is_ascii_uppercase();
+    (outward_ok(outward) && inward_ok).then(|| format!("{outward} {}", &inward[..1]))
 }
 
 /// The centre of the 1 km cell a coordinate falls in: 1 km is 1/111.32 of a degree of latitude,
@@ -133,7 +140,9 @@ fn grid_degrees(field: &str, x: f64) -> f64 {
 /// follow the legal lines that matter to responders (child, young adult) and then decades.
 pub fn age_band(dob_days: i64, at_ms: i64) -> Option<String> {
     let epoch = jiff::civil::date(1970, 1, 1);
-    let dob = epoch.checked_add(jiff::Span::new().days(dob_days)).ok()?;
+    let dob = epoch
+        .checked_add(jiff::Span::new().try_days(dob_days).ok()?)
+        .ok()?;
     let at = jiff::Timestamp::from_millisecond(at_ms)
         .ok()?
         .to_zoned(jiff::tz::TimeZone::UTC)
@@ -186,6 +195,8 @@ mod tests {
             ("SW1A 1AA", Some("SW1A 1")),
             ("BS1", Some("BS1")),
             ("B", None),
+            ("12 HIGH STREET BS1", None),
+            ("not a postcode", None),
         ] {
             assert_eq!(postcode_sector(given).as_deref(), want, "{given}");
         }
@@ -225,5 +236,11 @@ mod tests {
         assert_eq!(age_band(dob, day(2018, 6, 15)).as_deref(), Some("18-24"));
         assert_eq!(age_band(dob, day(2090, 1, 1)).as_deref(), Some("75+"));
         assert_eq!(age_band(dob, day(1999, 1, 1)), None, "born after the event");
+        assert_eq!(
+            age_band(10_000_000, day(2026, 1, 1)),
+            None,
+            "out of range, not a panic"
+        );
+        assert_eq!(age_band(i64::from(i32::MIN), day(2026, 1, 1)), None);
     }
 }

@@ -29,6 +29,7 @@ pub(crate) struct Metrics {
     pub receipts_evicted: IntCounter,
     pub reloads: IntCounterVec,
     pub agreements_ended: IntCounterVec,
+    pub tombstones: IntCounterVec,
 }
 
 #[allow(clippy::expect_used)] // metric names are constants; a clash is a programming error found at start-up
@@ -136,6 +137,12 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "bluelight_projector_agreements_ended_total",
         "Agreements withdrawn or expired, announced on their recipient's feeds.",
         &["agreement"]
+    )
+    .expect("metric"),
+    tombstones: register_int_counter_vec!(
+        "bluelight_projector_tombstones_total",
+        "Records without a value (compaction's delete markers) read and skipped.",
+        &["topic"]
     )
     .expect("metric"),
 }

@@ -84,7 +84,7 @@ pub fn run(
 ) -> Result<()> {
     metrics::init();
     let today = || jiff::Zoned::now().date();
-    let policy = Arc::new(load_dir(&cfg.agreements, today())?);
+    let policy = Arc::new(load_policy(&cfg.agreements, today())?);
     status.set(Some("starting: connecting to Kafka".into()));
     let mut producer = new_producer(&cfg, &stop, &status)?;
     let mut restarts: Vec<Instant> = Vec::new();
@@ -137,6 +137,7 @@ pub fn run(
             if let Err(e) = settle(
                 &cfg,
                 &codec,
+                &rt,
                 &producer,
                 &consumer,
                 projector.policy(),
@@ -145,7 +146,7 @@ pub fn run(
                 &stop,
             ) {
                 tracing::warn!(error = %e, "announcing ended agreements failed; retrying");
-                if !abort(&producer, &cfg, &stop)? {
+                if !abort(&producer, &cfg, &stop, &status)? {
                     producer = new_producer(&cfg, &stop, &status)?;
                 }
             }
@@ -158,14 +159,35 @@ pub fn run(
             .inc_by(receipts.evicted - METRICS.receipts_evicted.get());
 
         let batch = poll_batch(&consumer, &cfg, &stop);
-        if consumer.context().assigned.swap(false, Ordering::Relaxed) {
-            // Partitions may have moved here: what their last owner recorded must be in
-            // memory before their events are decided (its last transaction has committed,
-            // or these offsets would not be ours to read).
-            follower.catch_up(&mut receipts, &mut marks, &cfg);
+        if consumer.context().rebalanced.swap(false, Ordering::Relaxed) {
+            // The batch may hold records of partitions given away, or of partitions given back
+            // from their committed offsets (to be read again): drop it and start every
+            // assigned partition at its committed offset.
+            if !batch.is_empty() {
+                tracing::debug!(
+                    records = batch.len(),
+                    "rebalance during the poll: batch dropped"
+                );
+            }
+            rewind(&consumer, cfg.timeout)?;
+            continue;
         }
         if batch.is_empty() {
             continue;
+        }
+        let moved_here = consumer.context().pending.lock().is_ok_and(|mut pending| {
+            let hit = batch
+                .iter()
+                .any(|m| pending.contains(&(m.topic.clone(), m.partition)));
+            for m in &batch {
+                pending.remove(&(m.topic.clone(), m.partition));
+            }
+            hit
+        });
+        if moved_here {
+            // The first records of a partition that moved here: its last owner committed
+            // before these offsets became ours, so its receipts are readable now.
+            follower.catch_up(&mut receipts, &mut marks, &cfg);
         }
         let started = Instant::now();
         let result = transact(
@@ -197,7 +219,7 @@ pub fn run(
                 let reason = abort_reason(&e);
                 METRICS.aborts.with_label_values(&[reason]).inc();
                 tracing::warn!(error = %e, records = batch.len(), "transaction aborted; the batch will be read again");
-                if !abort(&producer, &cfg, &stop)? {
+                if !abort(&producer, &cfg, &stop, &status)? {
                     // The producer is unusable: fenced (after the broker timed the transaction
                     // out) or failed fatally. A new one with the same id fences any zombie and
                     // carries on; only a real twin (two instances with one id) repeats this fast.
@@ -215,7 +237,7 @@ pub fn run(
                     producer = new_producer(&cfg, &stop, &status)?;
                 }
                 status.set(Some(format!("retrying after: {e}")));
-                rewind(&consumer, &batch, cfg.timeout);
+                rewind(&consumer, cfg.timeout)?;
                 backoff(&stop, Duration::from_millis(500));
             }
         }
@@ -307,6 +329,12 @@ fn transact(
     for m in batch {
         let started = Instant::now();
         offsets.insert((m.topic.as_str(), m.partition), m.offset + 1);
+        if m.payload.is_none() {
+            // A tombstone: compaction's delete marker (bl.victim.v1 is compacted). Nothing to
+            // decide; counted, not dead-lettered.
+            METRICS.tombstones.with_label_values(&[&m.topic]).inc();
+            continue;
+        }
         let event = match decode(codec, rt, m) {
             Ok(e) => e,
             Err(Error::Avro(e)) if e.retryable() => return Err(Error::Avro(e)),
@@ -337,9 +365,9 @@ fn transact(
                     tracing::warn!(agreement = %id, event_id = %event.envelope().event_id, "{why}");
                 }
                 let key = Receipts::key(event.entity(), event.key());
-                let mut latest = None;
+                let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
                 for f in &p.feeds {
-                    send_feed(producer, consumer, codec, f, m, out, stop)?;
+                    send_feed(producer, consumer, codec, rt, f, m, out, stop)?;
                     METRICS
                         .disclosures
                         .with_label_values(&[&f.audit.agreement_id, &f.audit.recipient])
@@ -348,21 +376,20 @@ fn transact(
                         .fields_withheld
                         .with_label_values(&[&f.audit.agreement_id, "not-shared"])
                         .inc_by(f.audit.fields_withheld.len() as u64);
-                    latest = Some(receipts.record(
-                        &key,
-                        Receipt {
-                            feed: f.topic.clone(),
-                            recipient: f.audit.recipient.clone(),
-                            agreement_id: f.audit.agreement_id.clone(),
-                            agreement_version: f.audit.agreement_version.clone(),
-                            sent_key: f.key.clone(),
-                            events: vec![Sent {
-                                event_id: f.audit.source_event_id,
-                                clause_id: f.audit.clause_id.clone(),
-                                retracted: false,
-                            }],
-                        },
-                    ));
+                    let receipt = Receipt {
+                        feed: f.topic.clone(),
+                        recipient: f.audit.recipient.clone(),
+                        agreement_id: f.audit.agreement_id.clone(),
+                        agreement_version: f.audit.agreement_version.clone(),
+                        sent_key: f.key.clone(),
+                        events: vec![Sent {
+                            event_id: f.audit.source_event_id,
+                            clause_id: f.audit.clause_id.clone(),
+                            retracted: false,
+                        }],
+                    };
+                    entries.push(Receipts::entry(&key, &receipt, &receipt.events[0]));
+                    receipts.record(&key, receipt);
                 }
                 // Withdrawals and corrections: tell exactly the earlier recipients.
                 let env = event.envelope();
@@ -371,17 +398,6 @@ fn transact(
                     || env.event_type == event.entity().retracted()
                 {
                     let mut state = receipts.get(&key).to_vec();
-                    if state.is_empty() && env.retracts.is_some() && receipts.evicted > 0 {
-                        dead_letter(
-                            producer,
-                            consumer,
-                            &cfg.group,
-                            m,
-                            "unresolved-retraction",
-                            "the retracted event's recipients are no longer held (receipts capacity reached); tell them by hand",
-                            stop,
-                        )?;
-                    }
                     let notices = projector.retract(&event, &mut state, now).map_err(|e| {
                         Error::Projection {
                             event_id: env.event_id.to_string(),
@@ -389,27 +405,41 @@ fn transact(
                         }
                     })?;
                     for n in &notices {
-                        send_feed(producer, consumer, codec, n, m, out, stop)?;
+                        send_feed(producer, consumer, codec, rt, n, m, out, stop)?;
                         METRICS
                             .retractions
                             .with_label_values(&[&n.audit.recipient])
                             .inc();
+                        let told = n.record.envelope().retracts.as_ref().map(|r| r.event_id);
+                        for r in state.iter().filter(|r| r.feed == n.topic) {
+                            for sent in r.events.iter().filter(|s| Some(s.event_id) == told) {
+                                entries.push(Receipts::entry(&key, r, sent));
+                            }
+                        }
                     }
                     if !notices.is_empty() {
-                        receipts.put(&key, Some(state.clone()));
-                        latest = Some(state);
+                        receipts.put(&key, Some(state));
+                    }
+                    if receipts.is_partial(&key) {
+                        dead_letter(
+                            producer,
+                            consumer,
+                            &cfg.group,
+                            m,
+                            "unresolved-retraction",
+                            "this subject's recipients were partly forgotten (receipts capacity reached); those held were told, check state.disclosures.v1 for the rest",
+                            stop,
+                        )?;
                     }
                 }
-                if let Some(state) = latest {
-                    let value = Receipts::encode(&state);
-                    let headers = state::headers(cfg);
+                for (entry_key, value) in &entries {
                     send(
                         producer,
                         consumer,
                         BaseRecord::to(STATE_TOPIC)
-                            .key(key.as_bytes())
-                            .payload(&value)
-                            .headers(headers),
+                            .key(entry_key.as_bytes())
+                            .payload(value)
+                            .headers(state::headers(cfg)),
                         stop,
                     )?;
                 }
@@ -436,10 +466,12 @@ fn transact(
     let group = consumer
         .group_metadata()
         .ok_or_else(|| Error::Kafka("no consumer group metadata".into()))?;
-    producer
-        .send_offsets_to_transaction(&tpl, &group, cfg.timeout)
-        .map_err(kafka)?;
-    producer.commit_transaction(cfg.timeout).map_err(kafka)?;
+    retry_txn(stop, "sending offsets", || {
+        producer.send_offsets_to_transaction(&tpl, &group, cfg.timeout)
+    })?;
+    retry_txn(stop, "committing", || {
+        producer.commit_transaction(cfg.timeout)
+    })?;
     Ok(recorded)
 }
 
@@ -457,18 +489,18 @@ fn decode(codec: &Codec, rt: &tokio::runtime::Handle, m: &Input) -> Result<Event
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn send_feed(
     producer: &TxProducer,
     consumer: &BaseConsumer<LagContext>,
     codec: &Codec,
+    rt: &tokio::runtime::Handle,
     f: &super::FeedRecord,
     m: &Input,
     out: &mut Vec<u8>,
     stop: &AtomicBool,
 ) -> Result<()> {
-    out.clear();
-    f.record
-        .encode_into(codec, &format!("{}-value", f.topic), out)?;
+    encode_feed(codec, rt, &f.topic, &f.record, out)?;
     let mut headers = OwnedHeaders::new();
     if let Some(tp) = &m.traceparent {
         headers = headers.insert(Header {
@@ -577,9 +609,10 @@ where
                 if stop.load(Ordering::Relaxed) {
                     break Err(Error::Kafka("stopping with the producer queue full".into()));
                 }
+                // The producer's thread serves delivery reports; this waits for them to free
+                // room. The consumer is not polled here: a rebalance mid-transaction would hand
+                // records to another instance while their outputs are still in this one.
                 producer.poll(Duration::from_millis(100));
-                // Keeps the group membership alive (max.poll.interval.ms) while paused.
-                let _ = consumer.poll(Duration::ZERO);
             }
             Err((e, _)) => break Err(kafka(e)),
         }
@@ -591,18 +624,27 @@ where
     result
 }
 
-fn rewind(consumer: &BaseConsumer<LagContext>, batch: &[Input], timeout: Duration) {
-    let mut first: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-    for m in batch {
-        first
-            .entry((m.topic.as_str(), m.partition))
-            .or_insert(m.offset);
+/// Starts every assigned partition again at the group's committed offset: after an abort, and
+/// after a rebalance during a poll. A seek that fails ends the service (a restart reads the
+/// committed offsets), because going on could skip records.
+fn rewind(consumer: &BaseConsumer<LagContext>, timeout: Duration) -> Result<()> {
+    let committed = consumer.committed(timeout).map_err(kafka)?;
+    for e in committed.elements() {
+        let to = match e.offset() {
+            Offset::Offset(o) => Offset::Offset(o),
+            _ => Offset::Beginning,
+        };
+        consumer
+            .seek(e.topic(), e.partition(), to, timeout)
+            .map_err(|err| {
+                Error::Kafka(format!(
+                    "cannot rewind {}/{} to its committed offset ({err}); stopping so a restart resumes from it",
+                    e.topic(),
+                    e.partition()
+                ))
+            })?;
     }
-    for ((topic, partition), offset) in first {
-        if let Err(e) = consumer.seek(topic, partition, Offset::Offset(offset), timeout) {
-            tracing::warn!(error = %e, topic, partition, "rewind failed; the group's committed offset applies after a rebalance");
-        }
-    }
+    Ok(())
 }
 
 /// Registers the schemas and creates the feed topics the agreements need.
@@ -630,25 +672,53 @@ fn prepare(
                 .register::<Disclosure>(&format!("{AUDIT_TOPIC}-value"))
                 .await?;
             for (topic, entity) in &feeds {
-                let subject = format!("{topic}-value");
-                match entity {
-                    Entity::Incident => codec.register::<IncidentEvent>(&subject).await?,
-                    Entity::Case => {
-                        codec
-                            .register::<bluelight_avro::records::CaseEvent>(&subject)
-                            .await?
-                    }
-                    Entity::Victim => {
-                        codec
-                            .register::<bluelight_avro::records::VictimEvent>(&subject)
-                            .await?
-                    }
-                };
+                register_feed(codec, &format!("{topic}-value"), *entity).await?;
             }
             Ok::<_, bluelight_avro::Error>(())
         })
         .map_err(Error::from)
     })
+}
+
+async fn register_feed(
+    codec: &Codec,
+    subject: &str,
+    entity: Entity,
+) -> bluelight_avro::Result<u32> {
+    match entity {
+        Entity::Incident => codec.register::<IncidentEvent>(subject).await,
+        Entity::Case => {
+            codec
+                .register::<bluelight_avro::records::CaseEvent>(subject)
+                .await
+        }
+        Entity::Victim => {
+            codec
+                .register::<bluelight_avro::records::VictimEvent>(subject)
+                .await
+        }
+    }
+}
+
+/// Encodes a feed record, registering its feed's subject first if this process has not yet (a
+/// retraction or an ended-agreement notice can go to a feed no agreement in force names).
+fn encode_feed(
+    codec: &Codec,
+    rt: &tokio::runtime::Handle,
+    topic: &str,
+    record: &Event,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let subject = format!("{topic}-value");
+    out.clear();
+    match record.encode_into(codec, &subject, out) {
+        Err(bluelight_avro::Error::NotRegistered { .. }) => {
+            rt.block_on(register_feed(codec, &subject, record.entity()))?;
+            out.clear();
+            Ok(record.encode_into(codec, &subject, out)?)
+        }
+        other => Ok(other?),
+    }
 }
 
 /// Logs what a new policy ends, so operators and recipients' contacts can be told.
@@ -700,7 +770,7 @@ impl Watch {
         }
         self.fingerprint = now;
         self.last_day = today;
-        match load_dir(&cfg.agreements, today) {
+        match load_policy(&cfg.agreements, today) {
             Ok(p) => {
                 METRICS.reloads.with_label_values(&["applied"]).inc();
                 tracing::info!(policy_version = %p.version, agreements = p.agreements.len(), "agreements reloaded");
@@ -713,6 +783,19 @@ impl Watch {
             }
         }
     }
+}
+
+/// Loads the agreements as `agreements check` does, except that an expired agreement is not an
+/// error here: it is kept, out of force (so its end is announced), with a warning to remove it.
+/// Otherwise one file past its date would block every other change, or the service's start.
+fn load_policy(dir: &std::path::Path, today: jiff::civil::Date) -> Result<Policy> {
+    let policy = load_dir(dir, jiff::civil::Date::MIN)?;
+    for a in &policy.agreements {
+        if let Some(to) = a.valid_to.filter(|to| *to < today) {
+            tracing::warn!(agreement = %a.id, file = %a.file, "expired on {to}: not in force; remove the file after review");
+        }
+    }
+    Ok(policy)
 }
 
 fn fingerprint(dir: &std::path::Path) -> Vec<(String, std::time::SystemTime, u64)> {
@@ -770,6 +853,7 @@ type TxProducer = ThreadedProducer<DefaultProducerContext>;
 fn settle(
     cfg: &ProjectConfig,
     codec: &Codec,
+    rt: &tokio::runtime::Handle,
     producer: &TxProducer,
     consumer: &BaseConsumer<LagContext>,
     policy: &Policy,
@@ -805,8 +889,7 @@ fn settle(
     for change in &changes {
         if !change.in_force {
             for (topic, key, record) in super::sharing_ended(change, now)? {
-                out.clear();
-                record.encode_into(codec, &format!("{topic}-value"), &mut out)?;
+                encode_feed(codec, rt, &topic, &record, &mut out)?;
                 send(
                     producer,
                     consumer,
@@ -835,7 +918,9 @@ fn settle(
             stop,
         )?;
     }
-    producer.commit_transaction(cfg.timeout).map_err(kafka)?;
+    retry_txn(stop, "committing", || {
+        producer.commit_transaction(cfg.timeout)
+    })?;
     tracing::info!(
         in_force = changes.iter().filter(|c| c.in_force).count(),
         ended = changes.iter().filter(|c| !c.in_force).count(),
@@ -845,6 +930,29 @@ fn settle(
         marks.insert(change.id.clone(), change);
     }
     Ok(())
+}
+
+/// Repeats a transaction step while librdkafka says it may be retried (a commit or offset send
+/// that timed out resumes; it must not be aborted meanwhile).
+fn retry_txn(
+    stop: &AtomicBool,
+    what: &str,
+    mut f: impl FnMut() -> rdkafka::error::KafkaResult<()>,
+) -> Result<()> {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match f() {
+            Ok(()) => return Ok(()),
+            Err(KafkaError::Transaction(e))
+                if e.is_retriable() && !stop.load(Ordering::Relaxed) =>
+            {
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "{what}");
+                backoff(stop, wait);
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(kafka(e)),
+        }
+    }
 }
 
 /// Threaded: delivery reports are served in the background, which commit and abort need.
@@ -859,7 +967,12 @@ fn new_producer(cfg: &ProjectConfig, stop: &AtomicBool, status: &Status) -> Resu
 /// Aborts the open transaction, retrying while the broker is away (a new transaction cannot
 /// begin until the abort completes). `Ok(false)`: the producer is unusable (fenced or fatal) and
 /// must be replaced. Stopping ends the wait with an error.
-fn abort(producer: &TxProducer, cfg: &ProjectConfig, stop: &AtomicBool) -> Result<bool> {
+fn abort(
+    producer: &TxProducer,
+    cfg: &ProjectConfig,
+    stop: &AtomicBool,
+    status: &Status,
+) -> Result<bool> {
     let mut wait = Duration::from_millis(200);
     loop {
         match producer.abort_transaction(cfg.timeout) {
@@ -868,6 +981,7 @@ fn abort(producer: &TxProducer, cfg: &ProjectConfig, stop: &AtomicBool) -> Resul
             Err(e) if stop.load(Ordering::Relaxed) => return Err(kafka(e)),
             Err(e) => {
                 tracing::warn!(error = %e, "abort not complete yet; retrying");
+                status.set(Some(format!("aborting a transaction: {e}")));
                 backoff(stop, wait);
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
@@ -879,7 +993,10 @@ fn abort(producer: &TxProducer, cfg: &ProjectConfig, stop: &AtomicBool) -> Resul
 /// and notes new assignments, after which the receipts are caught up before processing.
 #[derive(Default)]
 pub(crate) struct LagContext {
-    assigned: AtomicBool,
+    /// A rebalance happened since the flag was last taken.
+    rebalanced: AtomicBool,
+    /// Partitions assigned whose last owner's receipts may not be in memory yet.
+    pending: Mutex<std::collections::BTreeSet<(String, i32)>>,
 }
 
 impl rdkafka::ClientContext for LagContext {
@@ -898,9 +1015,18 @@ impl rdkafka::ClientContext for LagContext {
 }
 
 impl rdkafka::consumer::ConsumerContext for LagContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, _: &rdkafka::consumer::Rebalance<'_>) {
+        self.rebalanced.store(true, Ordering::Relaxed);
+    }
+
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
-        if let rdkafka::consumer::Rebalance::Assign(_) = rebalance {
-            self.assigned.store(true, Ordering::Relaxed);
+        self.rebalanced.store(true, Ordering::Relaxed);
+        if let rdkafka::consumer::Rebalance::Assign(tpl) = rebalance
+            && let Ok(mut pending) = self.pending.lock()
+        {
+            for e in tpl.elements() {
+                pending.insert((e.topic().to_owned(), e.partition()));
+            }
         }
     }
 }

@@ -220,13 +220,8 @@ fn apply_one(receipts: &mut Receipts, marks: &mut Marks, m: &BorrowedMessage<'_>
         }
         return;
     }
-    match m.payload() {
-        None => receipts.load(key, None),
-        Some(bytes) => match Receipts::decode(bytes) {
-            Ok(r) => receipts.load(key, Some(r)),
-            Err(e) => {
-                tracing::warn!(error = %e, partition = m.partition(), offset = m.offset(), "unreadable receipts in {STATE_TOPIC}; skipped")
-            }
-        },
+    let Some(value) = m.payload() else { return };
+    if let Err(e) = receipts.load_entry(key, value) {
+        tracing::warn!(error = %e, partition = m.partition(), offset = m.offset(), "unreadable receipt in {STATE_TOPIC}; skipped");
     }
 }
