@@ -483,3 +483,75 @@ async fn two_instances_share_the_work_and_a_survivor_retracts_what_the_other_sen
     }
     assert_eq!(fire.len(), 60);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_joining_and_dying_under_load_repeat_and_lose_nothing() {
+    let s = setup("churn").await;
+    let group = unique("project-");
+    let mut first = common::project::start_projector_as(&s, &group, "0").await;
+    let u = unique("");
+    const EVENTS: usize = 600;
+    let records: Vec<IncidentEvent> = (0..EVENTS)
+        .map(|i| {
+            incident(
+                &s,
+                &format!("INC-{u}-{i}"),
+                "RTC",
+                EventType::IncidentOpened,
+            )
+        })
+        .collect();
+    let load = {
+        let codec = Codec::new(&s.registry_url, Duration::from_secs(10)).expect("codec");
+        let records = records.clone();
+        tokio::spawn(async move {
+            bluelight_avro::schemas::register_all(&codec)
+                .await
+                .expect("register");
+            let producer = producer();
+            for chunk in records.chunks(8) {
+                publish(&codec, &producer, chunk).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    // A second instance joins mid-load (a rebalance with transactions in flight), then the
+    // first dies and comes back (its partitions wait for it, then return).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _second = common::project::start_projector_as(&s, &group, "1").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    first.child.kill().expect("kill -9");
+    let _ = first.child.wait();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    first = common::project::start_projector_as(&s, &group, "0").await;
+    load.await.expect("load");
+
+    let topic = format!("feed.{}.incident.v1", s.fire);
+    let feed = decode_feed(
+        &s.codec,
+        &read_all(&topic, EVENTS, Duration::from_secs(120)),
+    )
+    .await;
+    let mut per_event: BTreeMap<Id, usize> = BTreeMap::new();
+    for r in &feed {
+        *per_event.entry(r.envelope.event_id).or_default() += 1;
+    }
+    let expected: BTreeSet<Id> = records.iter().map(|r| r.envelope.event_id).collect();
+    assert_eq!(
+        per_event.keys().copied().collect::<BTreeSet<Id>>(),
+        expected,
+        "every disclosure arrived"
+    );
+    assert!(
+        per_event.values().all(|n| *n == 1),
+        "{} disclosures repeated",
+        per_event.values().filter(|n| **n > 1).count()
+    );
+    let audits = audits_for(&s.codec, &[&s.fire], EVENTS).await;
+    assert_eq!(
+        audits.len(),
+        EVENTS,
+        "the audit count equals the feed count"
+    );
+    drop(first);
+}
