@@ -15,10 +15,40 @@ use bluelight_consumers::{
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
+/// Writes a line to the report being built; the report goes to stdout in one write at the end,
+/// so `| head` ends it quietly instead of failing mid-way.
+macro_rules! say {
+    ($out:ident) => {
+        $out.push('\n')
+    };
+    ($out:ident, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
+/// Prints a finished report; a closed pipe (the reader stopped early) is not an error.
+fn emit(out: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+}
+
 #[derive(Debug, Args)]
 pub struct AgreementsCommand {
     #[command(subcommand)]
     action: Action,
+}
+
+#[derive(Debug, Args)]
+struct Dir {
+    /// Directory of `*.toml` agreements.
+    #[arg(
+        long = "dir",
+        env = "BLUELIGHT_AGREEMENTS",
+        default_value = "agreements",
+        value_name = "DIR"
+    )]
+    path: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -27,14 +57,8 @@ enum Action {
     /// conditions (parsed and tried on a sample record), dates, expiry and overlaps. Lists every
     /// problem with its file and line; exits 1 if there is any.
     Check {
-        /// Directory of `*.toml` agreements.
-        #[arg(
-            long,
-            env = "BLUELIGHT_AGREEMENTS",
-            default_value = "agreements",
-            value_name = "DIR"
-        )]
-        dir: PathBuf,
+        #[command(flatten)]
+        dir: Dir,
     },
     /// Show what one recipient would get of one event, and why: which agreement and clause apply
     /// (or why none does), each field that goes out and how it was transformed (with the value
@@ -45,14 +69,8 @@ enum Action {
     /// victim_ref). Pseudonyms use --pseudonym-key-file when given, else a fixed demonstration key:
     /// they show the shape, not what the live service would send.
     Explain {
-        /// Directory of `*.toml` agreements.
-        #[arg(
-            long,
-            env = "BLUELIGHT_AGREEMENTS",
-            default_value = "agreements",
-            value_name = "DIR"
-        )]
-        dir: PathBuf,
+        #[command(flatten)]
+        dir: Dir,
         /// The canonical event, as JSON.
         #[arg(long, value_name = "FILE")]
         event: PathBuf,
@@ -77,14 +95,28 @@ impl AgreementsCommand {
                 recipient,
                 on,
                 pseudonym_key_file,
-            } => explain(&dir, &event, &recipient, on, pseudonym_key_file.as_deref()),
-            Action::Check { dir } => {
+            } => explain(
+                &dir.path,
+                &event,
+                &recipient,
+                on,
+                pseudonym_key_file.as_deref(),
+            ),
+            Action::Check {
+                dir: Dir { path: dir },
+            } => {
                 let today = jiff::Zoned::now().date();
                 match policy::load_dir(&dir, today) {
                     Ok(p) => {
-                        println!(
+                        let mut out = String::new();
+                        say!(
+                            out,
                             "{:<36}  {:<24}  {:<14}  {:>7}  {:<24}  IN FORCE",
-                            "AGREEMENT", "RECIPIENT", "FEEDS", "CLAUSES", "VALID"
+                            "AGREEMENT",
+                            "RECIPIENT",
+                            "FEEDS",
+                            "CLAUSES",
+                            "VALID"
                         );
                         for a in &p.agreements {
                             let feeds: Vec<&str> =
@@ -95,7 +127,8 @@ impl AgreementsCommand {
                                 a.valid_to
                                     .map_or_else(|| "open".to_owned(), |d| d.to_string())
                             );
-                            println!(
+                            say!(
+                                out,
                                 "{:<36}  {:<24}  {:<14}  {:>7}  {:<24}  {}",
                                 a.id,
                                 a.recipient.org,
@@ -105,11 +138,13 @@ impl AgreementsCommand {
                                 if a.in_force(today) { "yes" } else { "not yet" }
                             );
                         }
-                        println!(
+                        say!(
+                            out,
                             "\n{}: {} agreements, all valid",
                             dir.display(),
                             p.agreements.len()
                         );
+                        emit(&out);
                         Ok(ExitCode::SUCCESS)
                     }
                     Err(e) => {
@@ -181,8 +216,10 @@ fn explain(
         );
     }
     let projector = Projector::new(Arc::new(policy), &secret, "bluelight-explain");
+    let mut out = String::new();
     let env = event.envelope();
-    println!(
+    say!(
+        out,
         "Event {} {:?} from {} ({:?}), {} {}, decided as on {day}",
         env.event_id,
         env.event_type,
@@ -192,61 +229,80 @@ fn explain(
         event.key()
     );
     if key_file.is_none() {
-        println!("(pseudonyms below use a demonstration key, not the live one)");
+        say!(
+            out,
+            "(pseudonyms below use a demonstration key, not the live one)"
+        );
     }
     let scope = projector.scope(entity, &json);
     for i in mine {
         let a = &projector.policy().agreements[i];
-        println!(
+        say!(
+            out,
             "\n{} version {} ({})\n  {}",
-            a.id, a.version, a.file, a.title
+            a.id,
+            a.version,
+            a.file,
+            a.title
         );
         match projector.decide(i, &event, &scope, day) {
             Err(why) => {
-                println!("  SHARES NOTHING: {why} (a condition that fails counts as not met)")
+                say!(
+                    out,
+                    "  SHARES NOTHING: {why} (a condition that fails counts as not met)"
+                )
             }
-            Ok(Verdict::NotInForce) => println!(
+            Ok(Verdict::NotInForce) => say!(
+                out,
                 "  SHARES NOTHING: not in force on {day} (valid {} to {})",
                 a.valid_from,
                 a.valid_to
                     .map_or_else(|| "open".to_owned(), |d| d.to_string())
             ),
-            Ok(Verdict::NotController) => println!(
+            Ok(Verdict::NotController) => say!(
+                out,
                 "  SHARES NOTHING: the event comes from {}, not one of the controllers ({})",
                 env.source_org,
                 a.controllers.join(", ")
             ),
-            Ok(Verdict::NoFeed) => println!(
+            Ok(Verdict::NoFeed) => say!(
+                out,
                 "  SHARES NOTHING: the recipient has no {} feed",
                 entity.name()
             ),
             Ok(Verdict::NoClause(why)) => {
-                println!("  SHARES NOTHING: no clause matches");
+                say!(out, "  SHARES NOTHING: no clause matches");
                 for (c, w) in why {
-                    println!("    clause {c}: {w}");
+                    say!(out, "    clause {c}: {w}");
                 }
             }
-            Ok(Verdict::AboveCeiling { clause }) => println!(
+            Ok(Verdict::AboveCeiling { clause }) => say!(
+                out,
                 "  SHARES NOTHING: clause {} matches, but the record is {:?}, above the agreement's ceiling {:?}",
-                a.clauses[clause].id, env.marking.classification, a.ceiling
+                a.clauses[clause].id,
+                env.marking.classification,
+                a.ceiling
             ),
             Ok(Verdict::Shares { clause }) => {
                 let c = &a.clauses[clause];
                 let feed = projector.disclose(i, clause, &event, &json, Timestamp::now())?;
                 let sent = feed.record.to_json()?;
-                println!("  SHARES under clause {} to {}", c.id, feed.topic);
-                println!(
+                say!(out, "  SHARES under clause {} to {}", c.id, feed.topic);
+                say!(
+                    out,
                     "  purposes: {}; lawful basis: {}",
                     a.purposes.join(", "),
                     a.lawful_basis
                 );
                 if let Some((cond, _)) = &c.condition {
-                    println!("  condition {cond:?} is true");
+                    say!(out, "  condition {cond:?} is true");
                 }
-                println!("\n  {:<36} {:<28} VALUE SENT", "FIELD", "HOW");
-                println!(
+                say!(out, "\n  {:<36} {:<28} VALUE SENT", "FIELD", "HOW");
+                say!(
+                    out,
                     "  {:<36} {:<28} event id, type, times, source, marking",
-                    "envelope", "always (provenance, marking)"
+                    "envelope",
+                    "always (provenance, marking)"
                 );
                 for rule in &c.fields {
                     let value = at(&sent, &rule.path);
@@ -257,22 +313,24 @@ fn explain(
                     } else {
                         value
                     };
-                    println!(
+                    say!(
+                        out,
                         "  {:<36} {:<28} {}",
                         rule.path,
                         rule.transform.name(),
                         clip(&shown)
                     );
                 }
-                println!("\n  WITHHELD (not named by the clause; default deny):");
+                say!(out, "\n  WITHHELD (not named by the clause; default deny):");
                 for w in &feed.audit.fields_withheld {
-                    println!("    {w}");
+                    say!(out, "    {w}");
                 }
-                println!("\n  The record as {recipient} receives it:");
-                println!("{}", serde_json::to_string_pretty(&sent)?);
+                say!(out, "\n  The record as {recipient} receives it:");
+                say!(out, "{}", serde_json::to_string_pretty(&sent)?);
             }
         }
     }
+    emit(&out);
     Ok(ExitCode::SUCCESS)
 }
 

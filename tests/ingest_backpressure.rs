@@ -17,43 +17,13 @@ use std::{
 };
 
 use bluelight_topics::testing::unique;
-use common::{client, start_registry, start_service};
+use common::{Paused, client, rss_kib, start_registry, start_service};
 use rdkafka::{
     Message,
     consumer::{Consumer, StreamConsumer},
 };
 
 const TOKEN: &str = "demo-cad-7f3c9a1e5b2d4086";
-
-/// Resumes the broker however the test ends.
-struct Paused(String);
-
-impl Drop for Paused {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-CONT", &self.0])
-            .status();
-    }
-}
-
-fn signal(sig: &str, pid: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, pid])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kill {sig} {pid}");
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// A CAD batch of `n` open events with incident ids unique to this run.
 fn batch(prefix: &str, start: usize, n: usize) -> String {
@@ -156,8 +126,7 @@ async fn a_paused_broker_gets_429_not_unbounded_buffering_and_loses_nothing() {
         .get(&429)
         .copied()
         .unwrap_or(0);
-    let paused = Paused(broker_pid.clone());
-    signal("-STOP", &broker_pid);
+    let paused = Paused::stop(&broker_pid);
     let mut peak_rss = rss_kib(ingest_pid);
     assert!(
         peak_rss > 0,
@@ -175,7 +144,6 @@ async fn a_paused_broker_gets_429_not_unbounded_buffering_and_loses_nothing() {
         .copied()
         .unwrap_or(0)
         - refused_before_pause;
-    signal("-CONT", &broker_pid);
     drop(paused);
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, Ordering::Relaxed);

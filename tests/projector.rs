@@ -17,24 +17,11 @@ use bluelight_avro::{
     records::{Code, Disclosure, DisclosureKind, EventType, Id, IncidentEvent},
 };
 use bluelight_topics::testing::{self, unique};
-use common::project::{incident, producer, publish, read_all, setup, start_projector};
+use common::project::{
+    assert_each_once, decode_feed, incident, producer, publish, read_all, rtcs, setup,
+    start_projector, steady_load,
+};
 use rdkafka::producer::FutureRecord;
-
-async fn decode_feed(
-    codec: &Codec,
-    records: &[(String, Vec<u8>, Option<String>)],
-) -> Vec<IncidentEvent> {
-    let mut out = Vec::new();
-    for (_, payload, _) in records {
-        out.push(
-            codec
-                .decode::<IncidentEvent>(payload)
-                .await
-                .expect("feed record decodes"),
-        );
-    }
-    out
-}
 
 async fn audits_for(codec: &Codec, recipients: &[&str], want: usize) -> Vec<Disclosure> {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -268,33 +255,9 @@ async fn kill_9_five_times_under_load_loses_and_repeats_nothing() {
         .map_or(7, |d| d.as_nanos() as u64);
     println!("kill schedule seed {seed}");
     let mut rng = Lcg(seed);
-    let u = unique("");
     const EVENTS: usize = 800;
-    let records: Vec<IncidentEvent> = (0..EVENTS)
-        .map(|i| {
-            incident(
-                &s,
-                &format!("INC-{u}-{i}"),
-                "RTC",
-                EventType::IncidentOpened,
-            )
-        })
-        .collect();
-    let load = {
-        let codec = Codec::new(&s.registry_url, Duration::from_secs(10)).expect("codec");
-        let records = records.clone();
-        tokio::spawn(async move {
-            bluelight_avro::schemas::register_all(&codec)
-                .await
-                .expect("register");
-            let producer = producer();
-            // A steady 80 events a second, in small batches.
-            for chunk in records.chunks(8) {
-                publish(&codec, &producer, chunk).await;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
+    let records = rtcs(&s, EVENTS);
+    let load = steady_load(&s, records.clone());
     for kill in 1..=5 {
         tokio::time::sleep(Duration::from_millis(rng.next_ms(800, 2_200))).await;
         projector.child.kill().expect("kill -9");
@@ -304,34 +267,10 @@ async fn kill_9_five_times_under_load_loses_and_repeats_nothing() {
     }
     load.await.expect("load");
 
-    for (recipient, topic) in [
-        (&s.fire, format!("feed.{}.incident.v1", s.fire)),
-        (&s.ambulance, format!("feed.{}.incident.v1", s.ambulance)),
-    ] {
-        let feed = decode_feed(
-            &s.codec,
-            &read_all(&topic, EVENTS, Duration::from_secs(120)),
-        )
-        .await;
-        let mut per_event: BTreeMap<Id, usize> = BTreeMap::new();
-        for r in &feed {
-            *per_event.entry(r.envelope.event_id).or_default() += 1;
-        }
-        let expected: BTreeSet<Id> = records.iter().map(|r| r.envelope.event_id).collect();
-        let got: BTreeSet<Id> = per_event.keys().copied().collect();
-        assert_eq!(
-            got, expected,
-            "{recipient}: every expected disclosure arrived"
-        );
-        assert!(
-            per_event.values().all(|n| *n == 1),
-            "{recipient}: {} disclosures repeated",
-            per_event.values().filter(|n| **n > 1).count()
-        );
-        println!(
-            "{recipient}: {} records, each expected disclosure exactly once",
-            feed.len()
-        );
+    for recipient in [&s.fire, &s.ambulance] {
+        let topic = format!("feed.{recipient}.incident.v1");
+        let read = assert_each_once(&s, &topic, &records, Duration::from_secs(120)).await;
+        println!("{recipient}: {read} records, each expected disclosure exactly once");
     }
     let audits = audits_for(&s.codec, &[&s.fire, &s.ambulance], 2 * EVENTS).await;
     assert_eq!(
@@ -489,32 +428,9 @@ async fn instances_joining_and_dying_under_load_repeat_and_lose_nothing() {
     let s = setup("churn").await;
     let group = unique("project-");
     let mut first = common::project::start_projector_as(&s, &group, "0").await;
-    let u = unique("");
     const EVENTS: usize = 600;
-    let records: Vec<IncidentEvent> = (0..EVENTS)
-        .map(|i| {
-            incident(
-                &s,
-                &format!("INC-{u}-{i}"),
-                "RTC",
-                EventType::IncidentOpened,
-            )
-        })
-        .collect();
-    let load = {
-        let codec = Codec::new(&s.registry_url, Duration::from_secs(10)).expect("codec");
-        let records = records.clone();
-        tokio::spawn(async move {
-            bluelight_avro::schemas::register_all(&codec)
-                .await
-                .expect("register");
-            let producer = producer();
-            for chunk in records.chunks(8) {
-                publish(&codec, &producer, chunk).await;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
+    let records = rtcs(&s, EVENTS);
+    let load = steady_load(&s, records.clone());
     // A second instance joins mid-load (a rebalance with transactions in flight), then the
     // first dies and comes back (its partitions wait for it, then return).
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -527,26 +443,7 @@ async fn instances_joining_and_dying_under_load_repeat_and_lose_nothing() {
     load.await.expect("load");
 
     let topic = format!("feed.{}.incident.v1", s.fire);
-    let feed = decode_feed(
-        &s.codec,
-        &read_all(&topic, EVENTS, Duration::from_secs(120)),
-    )
-    .await;
-    let mut per_event: BTreeMap<Id, usize> = BTreeMap::new();
-    for r in &feed {
-        *per_event.entry(r.envelope.event_id).or_default() += 1;
-    }
-    let expected: BTreeSet<Id> = records.iter().map(|r| r.envelope.event_id).collect();
-    assert_eq!(
-        per_event.keys().copied().collect::<BTreeSet<Id>>(),
-        expected,
-        "every disclosure arrived"
-    );
-    assert!(
-        per_event.values().all(|n| *n == 1),
-        "{} disclosures repeated",
-        per_event.values().filter(|n| **n > 1).count()
-    );
+    assert_each_once(&s, &topic, &records, Duration::from_secs(120)).await;
     let audits = audits_for(&s.codec, &[&s.fire], EVENTS).await;
     assert_eq!(
         audits.len(),

@@ -4,35 +4,14 @@
 
 mod common;
 
-use std::{
-    collections::BTreeSet,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use bluelight_avro::records::{EventType, Id, IncidentEvent};
 use bluelight_topics::testing::unique;
-use common::project::{incident, producer, publish, read_all, setup, start_projector};
-
-struct Paused(String);
-
-impl Drop for Paused {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-CONT", &self.0])
-            .status();
-    }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
+use common::{
+    Paused,
+    project::{assert_each_once, producer, publish, rtcs, setup, start_projector},
+    rss_kib,
+};
 
 async fn disclosed(url: &str) -> f64 {
     let Ok(r) = reqwest::get(format!("{url}/metrics")).await else {
@@ -51,17 +30,7 @@ async fn a_stalled_broker_keeps_the_projectors_memory_flat_and_loses_nothing() {
         .expect("BLUELIGHT_TEST_BROKER_PID: run through deploy/local/test");
     let s = setup("rss").await;
     const BACKLOG: usize = 20_000;
-    let u = unique("");
-    let records: Vec<IncidentEvent> = (0..BACKLOG)
-        .map(|i| {
-            incident(
-                &s,
-                &format!("INC-{u}-{i}"),
-                "RTC",
-                EventType::IncidentOpened,
-            )
-        })
-        .collect();
+    let records = rtcs(&s, BACKLOG);
     let p = producer();
     for chunk in records.chunks(2_000) {
         publish(&s.codec, &p, chunk).await;
@@ -74,13 +43,7 @@ async fn a_stalled_broker_keeps_the_projectors_memory_flat_and_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let before = rss_kib(pid);
-    let paused = Paused(broker_pid.clone());
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-STOP", &broker_pid])
-            .status()
-            .is_ok_and(|s| s.success())
-    );
+    let paused = Paused::stop(&broker_pid);
     let mut samples = Vec::new();
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -109,21 +72,16 @@ async fn a_stalled_broker_keeps_the_projectors_memory_flat_and_loses_nothing() {
         "RSS kept growing while paused: {low} to {high} KiB over the last 15 s"
     );
 
-    let fire = read_all(
+    let read = assert_each_once(
+        &s,
         &format!("feed.{}.incident.v1", s.fire),
-        BACKLOG,
+        &records,
         Duration::from_secs(240),
-    );
-    let mut ids = BTreeSet::new();
-    for (_, payload, _) in &fire {
-        let r: IncidentEvent = s.codec.decode(payload).await.expect("decode");
-        assert!(ids.insert(r.envelope.event_id), "a disclosure repeated");
-    }
-    let expected: BTreeSet<Id> = records.iter().map(|r| r.envelope.event_id).collect();
-    assert_eq!(ids, expected, "every disclosure of the backlog, once");
+    )
+    .await;
     println!(
         "after SIGCONT: {} of {BACKLOG} disclosures to fire, each once; projector RSS {} MiB",
-        fire.len(),
+        read,
         rss_kib(pid) / 1024
     );
 }

@@ -127,3 +127,36 @@ pub async fn ensure_canonical_topics() {
         let _ = admin.create_topics([&t], &AdminOptions::new()).await;
     }
 }
+
+/// Resumes a SIGSTOPped process however the test ends.
+pub struct Paused(pub String);
+
+impl Paused {
+    /// Stops `pid` (SIGSTOP) until the guard is dropped.
+    pub fn stop(pid: &str) -> Paused {
+        let ok = Command::new("kill")
+            .args(["-STOP", pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -STOP {pid}");
+        Paused(pid.to_owned())
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.0]).status();
+    }
+}
+
+/// Resident memory of a process, in KiB (0 if it is gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}

@@ -207,3 +207,67 @@ pub fn read_all(
     }
     out
 }
+
+/// `n` open RTCs from the setup's controller, with incident ids unique to this run.
+pub fn rtcs(s: &Setup, n: usize) -> Vec<IncidentEvent> {
+    let u = unique("");
+    (0..n)
+        .map(|i| incident(s, &format!("INC-{u}-{i}"), "RTC", EventType::IncidentOpened))
+        .collect()
+}
+
+/// Publishes `records` in the background at a steady 80 events a second, in batches of 8.
+pub fn steady_load(s: &Setup, records: Vec<IncidentEvent>) -> tokio::task::JoinHandle<()> {
+    let codec = Codec::new(&s.registry_url, Duration::from_secs(10)).expect("codec");
+    tokio::spawn(async move {
+        bluelight_avro::schemas::register_all(&codec)
+            .await
+            .expect("register");
+        let producer = producer();
+        for chunk in records.chunks(8) {
+            publish(&codec, &producer, chunk).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+pub async fn decode_feed(
+    codec: &Codec,
+    records: &[(String, Vec<u8>, Option<String>)],
+) -> Vec<IncidentEvent> {
+    let mut out = Vec::new();
+    for (_, payload, _) in records {
+        out.push(
+            codec
+                .decode::<IncidentEvent>(payload)
+                .await
+                .expect("feed record decodes"),
+        );
+    }
+    out
+}
+
+/// Reads `topic` (read_committed) and asserts each of `sent` is on it exactly once and nothing
+/// else is; returns how many records it read.
+pub async fn assert_each_once(
+    s: &Setup,
+    topic: &str,
+    sent: &[IncidentEvent],
+    within: Duration,
+) -> usize {
+    let feed = decode_feed(&s.codec, &read_all(topic, sent.len(), within)).await;
+    let mut per_event: std::collections::BTreeMap<Id, usize> = Default::default();
+    for r in &feed {
+        *per_event.entry(r.envelope.event_id).or_default() += 1;
+    }
+    let expected: std::collections::BTreeSet<Id> =
+        sent.iter().map(|r| r.envelope.event_id).collect();
+    let got: std::collections::BTreeSet<Id> = per_event.keys().copied().collect();
+    assert_eq!(
+        got, expected,
+        "{topic}: every expected disclosure, and nothing else"
+    );
+    let repeated = per_event.values().filter(|n| **n > 1).count();
+    assert_eq!(repeated, 0, "{topic}: {repeated} disclosures repeated");
+    feed.len()
+}

@@ -57,6 +57,24 @@ pub struct FeedRecord {
     pub agreement: usize,
 }
 
+impl FeedRecord {
+    /// What the recipient's copy records for retractions: this feed got this event.
+    pub fn receipt(&self) -> Receipt {
+        Receipt {
+            feed: self.topic.clone(),
+            recipient: self.audit.recipient.clone(),
+            agreement_id: self.audit.agreement_id.clone(),
+            agreement_version: self.audit.agreement_version.clone(),
+            sent_key: self.key.clone(),
+            events: vec![super::receipts::Sent {
+                event_id: self.audit.source_event_id,
+                clause_id: self.audit.clause_id.clone(),
+                retracted: false,
+            }],
+        }
+    }
+}
+
 /// Everything one event gives rise to.
 #[derive(Debug, Default)]
 pub struct Projection {
@@ -370,25 +388,7 @@ impl Projector {
                     reason: reason.clone(),
                 });
                 notice_env.disclosure = Some(reference);
-                let mut json = serde_json::Map::new();
-                json.insert(
-                    CARRIED.into(),
-                    serde_json::to_value(&notice_env)
-                        .map_err(|e| internal(event, &e.to_string()))?,
-                );
-                json.insert(entity.key_field().into(), Value::String(sent_key.clone()));
-                if entity == Entity::Incident {
-                    json.insert("status".into(), Value::String("RETRACTED".into()));
-                }
-                if entity == Entity::Victim {
-                    // A victim record needs these; the notice carries no facts about the victim.
-                    json.insert("enhanced_rights".into(), Value::Bool(false));
-                    json.insert(
-                        "contact".into(),
-                        serde_json::json!({"channel": "LETTER", "frequency": "ON_REQUEST", "opted_out": true}),
-                    );
-                }
-                let record = Event::from_json(entity, Value::Object(json))
+                let record = notice(entity, &notice_env, sent_key)
                     .map_err(|e| internal(event, &format!("retraction notice: {e}")))?;
                 let agreement = self
                     .policy
@@ -556,30 +556,36 @@ pub fn sharing_ended(a: &Ended, now: Timestamp) -> Result<Vec<(String, String, E
             clause_id: String::new(),
             recipient: a.recipient.clone(),
         });
-        let mut json = serde_json::Map::new();
-        json.insert(
-            CARRIED.into(),
-            serde_json::to_value(&env).map_err(|e| Error::Projection {
-                event_id: id.to_string(),
-                reason: e.to_string(),
-            })?,
-        );
-        json.insert(entity.key_field().into(), Value::String(key.clone()));
-        if *entity == Entity::Victim {
+        let record = notice(*entity, &env, &key).map_err(|e| Error::Projection {
+            event_id: id.to_string(),
+            reason: format!("sharing-ended notice: {e}"),
+        })?;
+        out.push((feed_topic(&a.recipient, *entity), key.clone(), record));
+    }
+    Ok(out)
+}
+
+/// A notice on a feed: the envelope and the key, and nothing of any record. A retracted
+/// incident's status says so; a victim record's required fields get fixed placeholders (the
+/// notice carries no facts about the victim).
+fn notice(entity: Entity, envelope: &Envelope, key: &str) -> serde_json::Result<Event> {
+    let mut json = serde_json::Map::new();
+    json.insert(CARRIED.into(), serde_json::to_value(envelope)?);
+    json.insert(entity.key_field().into(), Value::String(key.to_owned()));
+    match entity {
+        Entity::Incident if envelope.event_type == EventType::IncidentRetracted => {
+            json.insert("status".into(), Value::String("RETRACTED".into()));
+        }
+        Entity::Victim => {
             json.insert("enhanced_rights".into(), Value::Bool(false));
             json.insert(
                 "contact".into(),
                 serde_json::json!({"channel": "LETTER", "frequency": "ON_REQUEST", "opted_out": true}),
             );
         }
-        let record =
-            Event::from_json(*entity, Value::Object(json)).map_err(|e| Error::Projection {
-                event_id: id.to_string(),
-                reason: format!("sharing-ended notice: {e}"),
-            })?;
-        out.push((feed_topic(&a.recipient, *entity), key.clone(), record));
+        _ => {}
     }
-    Ok(out)
+    Event::from_json(entity, Value::Object(json))
 }
 
 /// `feed.<recipient>.<entity>.v1`.

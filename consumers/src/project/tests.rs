@@ -251,21 +251,7 @@ fn retractions_reach_exactly_the_recipients_once() {
     let mut receipts = Receipts::new(100);
     let key = Receipts::key(Entity::Incident, &first.incident_id);
     for f in &out.feeds {
-        receipts.record(
-            &key,
-            Receipt {
-                feed: f.topic.clone(),
-                recipient: f.audit.recipient.clone(),
-                agreement_id: f.audit.agreement_id.clone(),
-                agreement_version: f.audit.agreement_version.clone(),
-                sent_key: f.key.clone(),
-                events: vec![receipts::Sent {
-                    event_id: f.audit.source_event_id,
-                    clause_id: f.audit.clause_id.clone(),
-                    retracted: false,
-                }],
-            },
-        );
+        receipts.record(&key, f.receipt());
     }
     let mut retracted = rtc();
     retracted.envelope.event_id = bluelight_avro::records::Id::random();
@@ -505,22 +491,7 @@ fn a_correction_withdraws_the_earlier_event_from_its_recipients_and_is_itself_sh
     let out = p
         .project(&Event::Incident(first.clone()), today(), NOW)
         .expect("project");
-    let mut receipts: Vec<Receipt> = out
-        .feeds
-        .iter()
-        .map(|f| Receipt {
-            feed: f.topic.clone(),
-            recipient: f.audit.recipient.clone(),
-            agreement_id: f.audit.agreement_id.clone(),
-            agreement_version: f.audit.agreement_version.clone(),
-            sent_key: f.key.clone(),
-            events: vec![receipts::Sent {
-                event_id: f.audit.source_event_id,
-                clause_id: f.audit.clause_id.clone(),
-                retracted: false,
-            }],
-        })
-        .collect();
+    let mut receipts: Vec<Receipt> = out.feeds.iter().map(FeedRecord::receipt).collect();
     // The correction is shared under the same clauses as any event, and the recipients of the
     // first version are told it is replaced.
     let mut correction = rtc();

@@ -43,7 +43,7 @@ use rdkafka::{
 pub use config::ProjectConfig;
 use metrics::METRICS;
 
-use super::{Event, Projector, Receipt, Receipts, receipts::Sent};
+use super::{Event, Projector, Receipts};
 use crate::{
     Error, Result,
     policy::{Entity, Policy, load_dir},
@@ -376,18 +376,7 @@ fn transact(
                         .fields_withheld
                         .with_label_values(&[&f.audit.agreement_id, "not-shared"])
                         .inc_by(f.audit.fields_withheld.len() as u64);
-                    let receipt = Receipt {
-                        feed: f.topic.clone(),
-                        recipient: f.audit.recipient.clone(),
-                        agreement_id: f.audit.agreement_id.clone(),
-                        agreement_version: f.audit.agreement_version.clone(),
-                        sent_key: f.key.clone(),
-                        events: vec![Sent {
-                            event_id: f.audit.source_event_id,
-                            clause_id: f.audit.clause_id.clone(),
-                            retracted: false,
-                        }],
-                    };
+                    let receipt = f.receipt();
                     entries.push(Receipts::entry(&key, &receipt, &receipt.events[0]));
                     receipts.record(&key, receipt);
                 }
