@@ -5,7 +5,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use bluelight_avro::records::{
     Classification, Disclosure, DisclosureKind, DisclosureRef, Envelope, EventRef, EventType,
-    FieldTransform, Id, SecurityMarking, Timestamp,
+    FieldTransform, Id, Timestamp,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -378,11 +378,8 @@ impl Projector {
                 notice_env.event_id = notice_id;
                 notice_env.recorded_at = env.recorded_at;
                 notice_env.causation_id = Some(env.event_id);
-                // The notice carries a key and a code, nothing of the record: OFFICIAL.
-                notice_env.marking = SecurityMarking {
-                    classification: Classification::Official,
-                    caveats: Vec::new(),
-                };
+                // Left OFFICIAL (Envelope::new): the notice carries a key and a code, nothing of
+                // the record.
                 notice_env.retracts = Some(EventRef {
                     event_id: sent.event_id,
                     reason: reason.clone(),
@@ -457,11 +454,7 @@ impl Projector {
         envelope.recorded_at = now;
         envelope.correlation_id = env.correlation_id;
         envelope.causation_id = Some(env.event_id);
-        // The audit record names fields, never values: it is OFFICIAL whatever it is about.
-        envelope.marking = SecurityMarking {
-            classification: Classification::Official,
-            caveats: Vec::new(),
-        };
+        // Left OFFICIAL (Envelope::new): the audit record names fields, never values.
         Disclosure {
             envelope,
             kind,
