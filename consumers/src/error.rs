@@ -49,6 +49,13 @@ pub enum Error {
     #[error("cannot read {path}: {reason}")]
     Read { path: String, reason: String },
 
+    /// A configuration file (calendar, Victims' Code rules) that does not load.
+    #[error("{what} does not load:{}", list(.problems))]
+    Invalid {
+        what: &'static str,
+        problems: Vec<Problem>,
+    },
+
     /// The projector could not build a record it decided to send: a bug, never the input's fault.
     #[error("projecting event {event_id}: {reason}")]
     Projection { event_id: String, reason: String },
@@ -70,7 +77,7 @@ fn list(problems: &[Problem]) -> String {
 impl Error {
     pub fn domain(&self) -> ErrorDomain {
         match self {
-            Error::Agreements(_) => ErrorDomain::User,
+            Error::Agreements(_) | Error::Invalid { .. } => ErrorDomain::User,
             Error::Read { .. } | Error::Kafka(_) => ErrorDomain::External,
             Error::Projection { .. } => ErrorDomain::Internal,
             Error::Avro(e) => match e.domain() {

@@ -9,10 +9,14 @@
 //!   recipient's record and its audit record, retraction notices, and `bluelight project`, the
 //!   exactly-once Kafka service that writes feeds, audit and state in one transaction.
 //!
-//! Victim updates and the gateway build on these.
+//! - [`victims`]: the Victims' Code as data, the working-day calendar, and the updates a case
+//!   event owes its victims.
+//!
+//! The gateway builds on these.
 
 mod error;
 pub mod policy;
 pub mod project;
+pub mod victims;
 
 pub use error::{Error, ErrorDomain, Problem, Result};

@@ -100,12 +100,8 @@ pub fn run(
         "receipts rebuilt from {STATE_TOPIC}"
     );
 
-    let consumer: BaseConsumer<LagContext> = cfg
-        .consumer_config()?
-        .create_with_context(LagContext::default())
-        .map_err(kafka)?;
+    let mut consumer = new_consumer(&cfg)?;
     let topics: Vec<&str> = cfg.topics.iter().map(|(t, _)| t.as_str()).collect();
-    consumer.subscribe(&topics).map_err(kafka)?;
     status.set(None);
     tracing::info!(
         group = %cfg.group,
@@ -158,7 +154,18 @@ pub fn run(
             .receipts_evicted
             .inc_by(receipts.evicted - METRICS.receipts_evicted.get());
 
-        let batch = poll_batch(&consumer, &cfg, &stop);
+        let batch = match poll_batch(&consumer, &cfg, &stop) {
+            Ok(batch) => batch,
+            Err(e) => {
+                // Nothing of a batch is pending here (transactions end before the next poll):
+                // a new consumer starts from the group's committed offsets.
+                tracing::warn!(error = %e, "the consumer failed for good; starting a new one");
+                status.set(Some(format!("rejoining the group after: {e}")));
+                drop(consumer);
+                consumer = new_consumer(&cfg)?;
+                continue;
+            }
+        };
         if consumer.context().rebalanced.swap(false, Ordering::Relaxed) {
             // The batch may hold records of partitions given away, or of partitions given back
             // from their committed offsets (to be read again): drop it and start every
@@ -257,11 +264,13 @@ struct Input {
     traceparent: Option<Vec<u8>>,
 }
 
+/// A batch of records, or `Err` when the consumer has failed for good (e.g. fenced as a static
+/// member after the broker was away longer than its session) and must be replaced.
 fn poll_batch(
     consumer: &BaseConsumer<LagContext>,
     cfg: &ProjectConfig,
     stop: &AtomicBool,
-) -> Vec<Input> {
+) -> std::result::Result<Vec<Input>, KafkaError> {
     let deadline = Instant::now() + cfg.batch_time;
     let mut batch = Vec::new();
     while batch.len() < cfg.batch_max && !stop.load(Ordering::Relaxed) {
@@ -271,6 +280,7 @@ fn poll_batch(
         }
         match consumer.poll(left) {
             None => break,
+            Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => return Err(e),
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "consumer");
                 break;
@@ -282,7 +292,17 @@ fn poll_batch(
             }
         }
     }
-    batch
+    Ok(batch)
+}
+
+fn new_consumer(cfg: &ProjectConfig) -> Result<BaseConsumer<LagContext>> {
+    let consumer: BaseConsumer<LagContext> = cfg
+        .consumer_config()?
+        .create_with_context(LagContext::default())
+        .map_err(kafka)?;
+    let topics: Vec<&str> = cfg.topics.iter().map(|(t, _)| t.as_str()).collect();
+    consumer.subscribe(&topics).map_err(kafka)?;
+    Ok(consumer)
 }
 
 fn input(cfg: &ProjectConfig, m: &BorrowedMessage<'_>) -> Option<Input> {
@@ -963,9 +983,18 @@ fn abort(
     status: &Status,
 ) -> Result<bool> {
     let mut wait = Duration::from_millis(200);
+    let mut attempts = 0;
     loop {
+        attempts += 1;
         match producer.abort_transaction(cfg.timeout) {
             Ok(()) => return Ok(true),
+            // An abort that cannot finish (messages that timed out while the broker was away
+            // can leave it waiting for ever): a new producer with the same id aborts the
+            // transaction on the broker instead.
+            Err(e) if attempts >= 3 => {
+                tracing::warn!(error = %e, "abort did not complete in {attempts} attempts; replacing the producer");
+                return Ok(false);
+            }
             Err(e) if is_fatal(&e) || e.to_string().contains("fenced") => return Ok(false),
             Err(e) if stop.load(Ordering::Relaxed) => return Err(kafka(e)),
             Err(e) => {
