@@ -145,15 +145,15 @@ impl ProjectCommand {
         }
         let codec = Arc::new(self.registry.codec()?);
         let mut cfg = ProjectConfig::new(self.kafka, self.agreements, secret);
-        cfg.transactional_id = format!("{}-{}", self.group, self.instance);
-        cfg.group = self.group;
-        cfg.batch_max = self.batch_max as usize;
-        cfg.batch_time = Duration::from_millis(self.batch_ms);
-        cfg.queue_max_messages = self.queue_max as usize;
+        cfg.eos.transactional_id = format!("{}-{}", self.group, self.instance);
+        cfg.eos.group = self.group;
+        cfg.eos.batch_max = self.batch_max as usize;
+        cfg.eos.batch_time = Duration::from_millis(self.batch_ms);
+        cfg.eos.queue_max_messages = self.queue_max as usize;
         cfg.receipts_capacity = self.receipts_capacity as usize;
         cfg.feed_partitions = self.feed_partitions;
         cfg.replication_factor = self.replication_factor;
-        cfg.timeout = Duration::from_secs(self.transaction_timeout.max(1));
+        cfg.eos.timeout = Duration::from_secs(self.transaction_timeout.max(1));
 
         let stop = Arc::new(AtomicBool::new(false));
         let status = Arc::new(Status::default());

@@ -5,6 +5,7 @@
 //!   record, validity dates, overlaps), reporting every problem with its file and line. Default
 //!   deny: a field reaches a recipient only when a clause in force names it.
 //!
+//! - [`eos`]: exactly-once read-process-write over Kafka: batches, transactions, recovery.
 //! - [`project`]: the projector: deciding every agreement for each canonical event, building each
 //!   recipient's record and its audit record, retraction notices, and `bluelight project`, the
 //!   exactly-once Kafka service that writes feeds, audit and state in one transaction.
@@ -14,6 +15,7 @@
 //!
 //! The gateway builds on these.
 
+pub mod eos;
 mod error;
 pub mod policy;
 pub mod project;

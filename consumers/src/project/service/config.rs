@@ -10,31 +10,17 @@ use rdkafka::{
     types::RDKafkaErrorCode,
 };
 
-use crate::{Error, Result, policy::Entity};
+use crate::{Error, Result, eos::EosConfig, policy::Entity};
 
 #[derive(Debug, Clone)]
 pub struct ProjectConfig {
-    pub kafka: KafkaArgs,
-    /// Consumer group: instances with the same group share the canonical partitions.
-    pub group: String,
-    /// Stable per instance: a restarted instance with the same id fences its predecessor and
-    /// aborts whatever transaction it left open, instead of waiting for it to time out.
-    pub transactional_id: String,
+    /// The Kafka side: group, instance, batches, timeouts, queues.
+    pub eos: EosConfig,
     pub agreements: PathBuf,
     /// Keys the pseudonyms (HMAC-SHA256, derived per agreement).
     pub secret: Vec<u8>,
     /// Canonical topics read, with their entity.
     pub topics: Vec<(String, Entity)>,
-    /// Most events in one transaction.
-    pub batch_max: usize,
-    /// Longest a batch waits to fill before it commits.
-    pub batch_time: Duration,
-    /// For transaction calls (init, send offsets, commit, abort).
-    pub timeout: Duration,
-    /// The producer's queue bound (records); full means pause and drain.
-    pub queue_max_messages: usize,
-    /// The consumer's prefetch bound per partition (KiB).
-    pub prefetch_kbytes: usize,
     pub receipts_capacity: usize,
     pub reload_every: Duration,
     /// For feed topics the projector creates.
@@ -45,22 +31,17 @@ pub struct ProjectConfig {
 
 impl ProjectConfig {
     pub fn new(kafka: KafkaArgs, agreements: PathBuf, secret: Vec<u8>) -> Self {
+        let topics = vec![
+            ("bl.incident.v1".to_owned(), Entity::Incident),
+            ("bl.case.v1".to_owned(), Entity::Case),
+            ("bl.victim.v1".to_owned(), Entity::Victim),
+        ];
+        let names = topics.iter().map(|(t, _)| t.clone()).collect();
         ProjectConfig {
-            kafka,
-            group: "bluelight-project".into(),
-            transactional_id: "bluelight-project-0".into(),
+            eos: EosConfig::new(kafka, "project", "bluelight-project", names),
             agreements,
             secret,
-            topics: vec![
-                ("bl.incident.v1".into(), Entity::Incident),
-                ("bl.case.v1".into(), Entity::Case),
-                ("bl.victim.v1".into(), Entity::Victim),
-            ],
-            batch_max: 2_000,
-            batch_time: Duration::from_millis(100),
-            timeout: Duration::from_secs(30),
-            queue_max_messages: 20_000,
-            prefetch_kbytes: 4_096,
+            topics,
             receipts_capacity: 1_000_000,
             reload_every: Duration::from_secs(2),
             feed_partitions: 6,
@@ -68,64 +49,23 @@ impl ProjectConfig {
         }
     }
 
-    fn base(&self) -> Result<ClientConfig> {
-        self.kafka
-            .client_config("project")
-            .map_err(|e| Error::Config(e.to_string()))
-    }
-
-    pub(crate) fn producer_config(&self) -> Result<ClientConfig> {
-        let mut c = self.base()?;
-        c.set("transactional.id", &self.transactional_id)
-            .set("enable.idempotence", "true")
-            .set("transaction.timeout.ms", ms(self.timeout * 2))
-            .set(
-                "queue.buffering.max.messages",
-                self.queue_max_messages.to_string(),
-            )
-            .set("queue.buffering.max.kbytes", "65536")
-            .set("linger.ms", "5")
-            .set("compression.type", "lz4")
-            .set("message.timeout.ms", ms(self.timeout));
-        Ok(c)
-    }
-
-    pub(crate) fn consumer_config(&self) -> Result<ClientConfig> {
-        let mut c = self.base()?;
-        c.set("group.id", &self.group)
-            // Static membership: a restarted instance takes its partitions straight back instead
-            // of waiting out the dead member's session and a rebalance.
-            .set("group.instance.id", &self.transactional_id)
-            .set("isolation.level", "read_committed")
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set(
-                "queued.max.messages.kbytes",
-                self.prefetch_kbytes.to_string(),
-            )
-            .set("max.poll.interval.ms", "300000")
-            // With static membership a dead instance keeps its partitions until its session
-            // expires: 10 s bounds how long its partitions wait for another instance.
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "2000")
-            .set("statistics.interval.ms", "5000");
-        Ok(c)
+    /// The entity of a canonical topic.
+    pub fn entity(&self, topic: &str) -> Option<Entity> {
+        self.topics
+            .iter()
+            .find(|(t, _)| t == topic)
+            .map(|(_, e)| *e)
     }
 
     pub(crate) fn state_config(&self) -> Result<ClientConfig> {
-        let mut c = self.base()?;
-        c.set("group.id", format!("{}-state-reader", self.group))
+        let mut c = self.eos.base()?;
+        c.set("group.id", format!("{}-state-reader", self.eos.group))
             .set("isolation.level", "read_committed")
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("queued.max.messages.kbytes", "4096");
         Ok(c)
     }
-}
-
-fn ms(d: Duration) -> String {
-    d.as_millis().to_string()
 }
 
 /// Creates any of `topics` that do not exist (feed topics appear as agreements name recipients).
@@ -139,6 +79,7 @@ pub(crate) fn ensure_topics<'a>(
         return Ok(());
     }
     let admin: AdminClient<DefaultClientContext> = cfg
+        .eos
         .base()?
         .create()
         .map_err(|e| Error::Kafka(e.to_string()))?;
@@ -153,7 +94,7 @@ pub(crate) fn ensure_topics<'a>(
             .set("retention.ms", "2592000000")
         })
         .collect();
-    let options = AdminOptions::new().operation_timeout(Some(cfg.timeout));
+    let options = AdminOptions::new().operation_timeout(Some(cfg.eos.timeout));
     let results = rt
         .block_on(admin.create_topics(&new, &options))
         .map_err(|e| Error::Kafka(e.to_string()))?;

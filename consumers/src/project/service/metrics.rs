@@ -152,6 +152,18 @@ pub(crate) fn seconds(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// The series the Kafka runner updates, under the projector's names.
+pub(crate) fn tx() -> crate::eos::TxMetrics {
+    crate::eos::TxMetrics {
+        consumed: METRICS.consumed.clone(),
+        commit: METRICS.commit.clone(),
+        aborts: METRICS.aborts.clone(),
+        lag: METRICS.lag.clone(),
+        paused: METRICS.paused.clone(),
+        queue_full: METRICS.queue_full.clone(),
+    }
+}
+
 /// Forces registration, so /metrics lists every series from the start.
 pub(crate) fn init() {
     LazyLock::force(&METRICS);

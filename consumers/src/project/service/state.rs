@@ -34,11 +34,11 @@ pub(crate) fn headers(cfg: &ProjectConfig) -> OwnedHeaders {
     OwnedHeaders::new()
         .insert(Header {
             key: "bl-group",
-            value: Some(cfg.group.as_bytes()),
+            value: Some(cfg.eos.group.as_bytes()),
         })
         .insert(Header {
             key: "bl-writer",
-            value: Some(cfg.transactional_id.as_bytes()),
+            value: Some(cfg.eos.transactional_id.as_bytes()),
         })
 }
 
@@ -64,7 +64,7 @@ impl Follower {
         c.set("enable.partition.eof", "true");
         let consumer: BaseConsumer = c.create().map_err(|e| Error::Kafka(e.to_string()))?;
         let metadata = consumer
-            .fetch_metadata(Some(STATE_TOPIC), cfg.timeout)
+            .fetch_metadata(Some(STATE_TOPIC), cfg.eos.timeout)
             .map_err(|e| Error::Kafka(e.to_string()))?;
         let partitions: Vec<i32> = metadata
             .topics()
@@ -91,7 +91,7 @@ impl Follower {
             match consumer.poll(Duration::from_millis(500)) {
                 Some(Ok(m)) => {
                     read += 1;
-                    if header(&m, "bl-group").is_none_or(|g| g == cfg.group.as_bytes()) {
+                    if header(&m, "bl-group").is_none_or(|g| g == cfg.eos.group.as_bytes()) {
                         apply_one(receipts, marks, &m);
                     }
                 }
@@ -101,10 +101,10 @@ impl Follower {
                 Some(Err(e)) => tracing::warn!(error = %e, "reading {STATE_TOPIC}"),
                 None => {}
             }
-            if started.elapsed() > cfg.timeout * 4 {
+            if started.elapsed() > cfg.eos.timeout * 4 {
                 return Err(Error::Kafka(format!(
                     "{STATE_TOPIC} not read to its end in {:?} ({read} records, {} of {} partitions)",
-                    cfg.timeout * 4,
+                    cfg.eos.timeout * 4,
                     at_end.len(),
                     partitions.len()
                 )));
@@ -133,8 +133,8 @@ impl Follower {
         for _ in 0..10_000 {
             match self.consumer.poll(Duration::ZERO) {
                 Some(Ok(m)) => {
-                    let mine = header(&m, "bl-writer") == Some(cfg.transactional_id.as_bytes());
-                    let ours = header(&m, "bl-group").is_none_or(|g| g == cfg.group.as_bytes());
+                    let mine = header(&m, "bl-writer") == Some(cfg.eos.transactional_id.as_bytes());
+                    let ours = header(&m, "bl-group").is_none_or(|g| g == cfg.eos.group.as_bytes());
                     n += 1;
                     if ours && !mine {
                         apply_one(receipts, marks, &m);
@@ -163,7 +163,7 @@ impl Follower {
             .iter()
             .filter_map(|p| {
                 self.consumer
-                    .fetch_watermarks(STATE_TOPIC, *p, cfg.timeout)
+                    .fetch_watermarks(STATE_TOPIC, *p, cfg.eos.timeout)
                     .ok()
                     .map(|(_, high)| (*p, high))
             })
@@ -188,10 +188,10 @@ impl Follower {
             if !behind || progress.elapsed() > Duration::from_secs(1) {
                 break;
             }
-            if started.elapsed() > cfg.timeout {
+            if started.elapsed() > cfg.eos.timeout {
                 tracing::warn!(
                     "{STATE_TOPIC} not caught up within {:?}; going on",
-                    cfg.timeout
+                    cfg.eos.timeout
                 );
                 break;
             }

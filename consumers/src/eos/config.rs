@@ -1,0 +1,101 @@
+//! The settings of an exactly-once read-process-write service, and the librdkafka configuration
+//! they become.
+
+use std::time::Duration;
+
+use bluelight_topics::KafkaArgs;
+use rdkafka::ClientConfig;
+
+use crate::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct EosConfig {
+    pub kafka: KafkaArgs,
+    /// Names the service in client ids (`bluelight-<service>`).
+    pub service: &'static str,
+    /// Consumer group: instances with the same group share the input partitions.
+    pub group: String,
+    /// Stable per instance: a restarted instance with the same id fences its predecessor and
+    /// aborts whatever transaction it left open, instead of waiting for it to time out. Also the
+    /// static group member id, so a restarted instance takes its partitions straight back.
+    pub transactional_id: String,
+    /// The topics read.
+    pub topics: Vec<String>,
+    /// Most records in one transaction.
+    pub batch_max: usize,
+    /// Longest a batch waits to fill before it commits.
+    pub batch_time: Duration,
+    /// For transaction calls (init, send offsets, commit, abort) and message delivery.
+    pub timeout: Duration,
+    /// The producer's queue bound (records); full means pause and drain.
+    pub queue_max_messages: usize,
+    /// The consumer's prefetch bound per partition (KiB).
+    pub prefetch_kbytes: usize,
+}
+
+impl EosConfig {
+    pub fn new(kafka: KafkaArgs, service: &'static str, group: &str, topics: Vec<String>) -> Self {
+        EosConfig {
+            kafka,
+            service,
+            group: group.to_owned(),
+            transactional_id: format!("{group}-0"),
+            topics,
+            batch_max: 2_000,
+            batch_time: Duration::from_millis(100),
+            timeout: Duration::from_secs(30),
+            queue_max_messages: 20_000,
+            prefetch_kbytes: 4_096,
+        }
+    }
+
+    /// The settings every client of the service shares (brokers, TLS, SASL, client id).
+    pub fn base(&self) -> Result<ClientConfig> {
+        self.kafka
+            .client_config(self.service)
+            .map_err(|e| Error::Config(e.to_string()))
+    }
+
+    pub(crate) fn producer_config(&self) -> Result<ClientConfig> {
+        let mut c = self.base()?;
+        c.set("transactional.id", &self.transactional_id)
+            .set("enable.idempotence", "true")
+            .set("transaction.timeout.ms", ms(self.timeout * 2))
+            .set(
+                "queue.buffering.max.messages",
+                self.queue_max_messages.to_string(),
+            )
+            .set("queue.buffering.max.kbytes", "65536")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .set("message.timeout.ms", ms(self.timeout));
+        Ok(c)
+    }
+
+    pub(crate) fn consumer_config(&self) -> Result<ClientConfig> {
+        let mut c = self.base()?;
+        c.set("group.id", &self.group)
+            // Static membership: a restarted instance takes its partitions straight back instead
+            // of waiting out the dead member's session and a rebalance.
+            .set("group.instance.id", &self.transactional_id)
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set(
+                "queued.max.messages.kbytes",
+                self.prefetch_kbytes.to_string(),
+            )
+            .set("max.poll.interval.ms", "300000")
+            // With static membership a dead instance keeps its partitions until its session
+            // expires: 10 s bounds how long its partitions wait for another instance.
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "2000")
+            .set("statistics.interval.ms", "5000");
+        Ok(c)
+    }
+}
+
+fn ms(d: Duration) -> String {
+    d.as_millis().to_string()
+}

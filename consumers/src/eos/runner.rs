@@ -1,0 +1,434 @@
+//! The Kafka side of an exactly-once service: a read_committed consumer in a group, a
+//! transactional producer, and the recovery that keeps them so.
+
+use std::{
+    collections::BTreeMap,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use rdkafka::{
+    Message, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, Consumer},
+    error::{KafkaError, KafkaResult, RDKafkaErrorCode},
+    message::{BorrowedMessage, Header, Headers, OwnedHeaders},
+    producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer},
+};
+
+use super::{EosConfig, EosContext, Status, TxMetrics, backoff, kafka, retry_until};
+use crate::{Error, Result};
+
+/// Threaded: delivery reports are served in the background, which commit and abort need.
+pub type TxProducer = ThreadedProducer<DefaultProducerContext>;
+
+/// One consumed record, copied out of librdkafka's buffer so the batch outlives the poll.
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    /// The W3C trace context the record arrived with, passed on to what it gives rise to.
+    pub traceparent: Option<Vec<u8>>,
+}
+
+/// What a poll gave.
+#[derive(Debug)]
+pub struct Polled {
+    pub batch: Vec<Input>,
+    /// The batch holds the first records of partitions newly assigned here: state their last
+    /// owner wrote must be caught up before they are processed.
+    pub moved_here: bool,
+}
+
+pub struct Runner {
+    cfg: EosConfig,
+    producer: TxProducer,
+    consumer: BaseConsumer<EosContext>,
+    metrics: TxMetrics,
+    /// When the producer was last replaced: too often means a twin with the same id.
+    restarts: Vec<Instant>,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("group", &self.cfg.group)
+            .field("transactional_id", &self.cfg.transactional_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runner {
+    /// Connects (retrying with backoff while the broker is unreachable) and subscribes.
+    pub fn start(
+        cfg: EosConfig,
+        metrics: TxMetrics,
+        stop: &AtomicBool,
+        status: &Status,
+    ) -> Result<Self> {
+        let producer = new_producer(&cfg, stop, status)?;
+        let consumer = new_consumer(&cfg, &metrics)?;
+        Ok(Runner {
+            cfg,
+            producer,
+            consumer,
+            metrics,
+            restarts: Vec::new(),
+        })
+    }
+
+    pub fn config(&self) -> &EosConfig {
+        &self.cfg
+    }
+
+    /// Polls a batch. Empty when nothing came, after a rebalance during the poll (the batch is
+    /// dropped and every assigned partition starts again at its committed offset: its records
+    /// may belong to another instance now, or come again), or after replacing a consumer that
+    /// failed for good.
+    pub fn poll(&mut self, stop: &AtomicBool, status: &Status) -> Result<Polled> {
+        let batch = match self.poll_batch(stop) {
+            Ok(batch) => batch,
+            Err(e) => {
+                // Nothing of a batch is pending (transactions end before the next poll): a new
+                // consumer starts from the group's committed offsets.
+                tracing::warn!(error = %e, "the consumer failed for good; starting a new one");
+                status.set(Some(format!("rejoining the group after: {e}")));
+                self.consumer = new_consumer(&self.cfg, &self.metrics)?;
+                return Ok(Polled {
+                    batch: Vec::new(),
+                    moved_here: false,
+                });
+            }
+        };
+        let ctx = self.consumer.context();
+        if ctx.rebalanced.swap(false, Ordering::Relaxed) {
+            if !batch.is_empty() {
+                tracing::debug!(
+                    records = batch.len(),
+                    "rebalance during the poll: batch dropped"
+                );
+            }
+            self.rewind()?;
+            return Ok(Polled {
+                batch: Vec::new(),
+                moved_here: false,
+            });
+        }
+        let moved_here = ctx.pending.lock().is_ok_and(|mut pending| {
+            let hit = batch
+                .iter()
+                .any(|m| pending.contains(&(m.topic.clone(), m.partition)));
+            for m in &batch {
+                pending.remove(&(m.topic.clone(), m.partition));
+            }
+            hit
+        });
+        Ok(Polled { batch, moved_here })
+    }
+
+    fn poll_batch(&self, stop: &AtomicBool) -> std::result::Result<Vec<Input>, KafkaError> {
+        let deadline = Instant::now() + self.cfg.batch_time;
+        let mut batch = Vec::new();
+        while batch.len() < self.cfg.batch_max && !stop.load(Ordering::Relaxed) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match self.consumer.poll(left) {
+                None => break,
+                Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => return Err(e),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer");
+                    break;
+                }
+                Some(Ok(m)) => {
+                    self.metrics.consumed.with_label_values(&[m.topic()]).inc();
+                    batch.push(input(&m));
+                }
+            }
+        }
+        Ok(batch)
+    }
+
+    pub fn begin(&self) -> Result<()> {
+        self.producer.begin_transaction().map_err(kafka)
+    }
+
+    /// Sends one record in the open transaction; when the producer's queue is full, pauses
+    /// consumption and waits for delivery reports to free room (backpressure, not a sleep and not
+    /// an unbounded buffer). The consumer is not polled here: a rebalance mid-transaction would
+    /// hand records to another instance while their outputs are still in this one.
+    pub fn send<K, P>(&self, mut record: BaseRecord<'_, K, P>, stop: &AtomicBool) -> Result<()>
+    where
+        K: rdkafka::message::ToBytes + ?Sized,
+        P: rdkafka::message::ToBytes + ?Sized,
+    {
+        let mut paused: Option<TopicPartitionList> = None;
+        let result = loop {
+            match self.producer.send(record) {
+                Ok(()) => break Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    if paused.is_none() {
+                        self.metrics.queue_full.inc();
+                        self.metrics.paused.set(1);
+                        let assigned = self.consumer.assignment().unwrap_or_default();
+                        let _ = self.consumer.pause(&assigned);
+                        paused = Some(assigned);
+                    }
+                    if stop.load(Ordering::Relaxed) {
+                        break Err(Error::Kafka("stopping with the producer queue full".into()));
+                    }
+                    self.producer.poll(Duration::from_millis(100));
+                }
+                Err((e, _)) => break Err(kafka(e)),
+            }
+        };
+        if let Some(assigned) = paused {
+            let _ = self.consumer.resume(&assigned);
+            self.metrics.paused.set(0);
+        }
+        result
+    }
+
+    /// Sends a record that cannot be processed to `dlq` with its original key and bytes, and
+    /// headers naming the reason and where it came from.
+    pub fn dead_letter(
+        &self,
+        dlq: &str,
+        m: &Input,
+        reason: &'static str,
+        detail: &str,
+        stop: &AtomicBool,
+    ) -> Result<()> {
+        tracing::warn!(
+            topic = %m.topic, partition = m.partition, offset = m.offset, reason,
+            "to {dlq}: {detail}"
+        );
+        let partition = m.partition.to_string();
+        let offset = m.offset.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "bl-error",
+                value: Some(detail.as_bytes()),
+            })
+            .insert(Header {
+                key: "bl-reason",
+                value: Some(reason.as_bytes()),
+            })
+            .insert(Header {
+                key: "bl-source-topic",
+                value: Some(m.topic.as_bytes()),
+            })
+            .insert(Header {
+                key: "bl-source-partition",
+                value: Some(partition.as_bytes()),
+            })
+            .insert(Header {
+                key: "bl-source-offset",
+                value: Some(offset.as_bytes()),
+            })
+            .insert(Header {
+                key: "bl-projector-group",
+                value: Some(self.cfg.group.as_bytes()),
+            });
+        let mut record = BaseRecord::<[u8], [u8]>::to(dlq).headers(headers);
+        if let Some(k) = &m.key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(p) = &m.payload {
+            record = record.payload(p.as_slice());
+        }
+        self.send(record, stop)
+    }
+
+    /// Adds the batch's offsets to the transaction and commits it, resuming steps that timed out
+    /// (a commit in progress must not be aborted).
+    pub fn commit(&self, batch: &[Input], stop: &AtomicBool) -> Result<()> {
+        let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+        for m in batch {
+            next.insert((m.topic.as_str(), m.partition), m.offset + 1);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in &next {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                .map_err(kafka)?;
+        }
+        self.commit_offsets(&tpl, stop)
+    }
+
+    /// Commits a transaction that consumed nothing (e.g. announcements of its own).
+    pub fn commit_alone(&self, stop: &AtomicBool) -> Result<()> {
+        retry_txn(stop, "committing", || {
+            self.producer.commit_transaction(self.cfg.timeout)
+        })
+    }
+
+    fn commit_offsets(&self, tpl: &TopicPartitionList, stop: &AtomicBool) -> Result<()> {
+        let started = Instant::now();
+        if tpl.count() > 0 {
+            let group = self
+                .consumer
+                .group_metadata()
+                .ok_or_else(|| Error::Kafka("no consumer group metadata".into()))?;
+            retry_txn(stop, "sending offsets", || {
+                self.producer
+                    .send_offsets_to_transaction(tpl, &group, self.cfg.timeout)
+            })?;
+        }
+        retry_txn(stop, "committing", || {
+            self.producer.commit_transaction(self.cfg.timeout)
+        })?;
+        self.metrics.commit.observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// After a failed transaction: abort it (or replace a producer that cannot), start every
+    /// assigned partition again at its committed offset, and back off briefly.
+    pub fn recover(&mut self, e: &Error, stop: &AtomicBool, status: &Status) -> Result<()> {
+        self.metrics
+            .aborts
+            .with_label_values(&[abort_reason(e)])
+            .inc();
+        if !self.abort(stop, status)? {
+            // Fenced (after the broker timed the transaction out) or failed fatally. A new
+            // producer with the same id fences any zombie and carries on; only a real twin (two
+            // instances with one id) repeats this fast.
+            self.restarts
+                .retain(|t| t.elapsed() < Duration::from_secs(60));
+            self.restarts.push(Instant::now());
+            if self.restarts.len() > 3 {
+                return Err(Error::Config(format!(
+                    "the producer was fenced {} times in a minute: another instance is running with transactional id {}; give each instance its own --instance",
+                    self.restarts.len(),
+                    self.cfg.transactional_id
+                )));
+            }
+            tracing::warn!(error = %e, "the transactional producer is unusable; starting a new one");
+            self.producer = new_producer(&self.cfg, stop, status)?;
+        }
+        status.set(Some(format!("retrying after: {e}")));
+        self.rewind()?;
+        backoff(stop, Duration::from_millis(500));
+        Ok(())
+    }
+
+    /// Aborts the open transaction, retrying while the broker is away (a new transaction cannot
+    /// begin until the abort completes). `Ok(false)`: the producer is unusable (fenced, fatal,
+    /// or an abort that cannot finish) and must be replaced.
+    fn abort(&self, stop: &AtomicBool, status: &Status) -> Result<bool> {
+        let mut wait = Duration::from_millis(200);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.producer.abort_transaction(self.cfg.timeout) {
+                Ok(()) => return Ok(true),
+                Err(e) if is_fatal(&e) || e.to_string().contains("fenced") => return Ok(false),
+                // Messages that timed out while the broker was away can leave an abort waiting
+                // for ever: a new producer with the same id aborts on the broker instead.
+                Err(e) if attempts >= 3 => {
+                    tracing::warn!(error = %e, "abort did not complete in {attempts} attempts; replacing the producer");
+                    return Ok(false);
+                }
+                Err(e) if stop.load(Ordering::Relaxed) => return Err(kafka(e)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "abort not complete yet; retrying");
+                    status.set(Some(format!("aborting a transaction: {e}")));
+                    backoff(stop, wait);
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Starts every assigned partition again at the group's committed offset. A seek that fails
+    /// ends the service (a restart reads the committed offsets): going on could skip records.
+    fn rewind(&self) -> Result<()> {
+        let timeout = self.cfg.timeout;
+        let committed = self.consumer.committed(timeout).map_err(kafka)?;
+        for e in committed.elements() {
+            let to = match e.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                _ => Offset::Beginning,
+            };
+            self.consumer
+                .seek(e.topic(), e.partition(), to, timeout)
+                .map_err(|err| {
+                    Error::Kafka(format!(
+                        "cannot rewind {}/{} to its committed offset ({err}); stopping so a restart resumes from it",
+                        e.topic(),
+                        e.partition()
+                    ))
+                })?;
+        }
+        Ok(())
+    }
+}
+
+fn input(m: &BorrowedMessage<'_>) -> Input {
+    let traceparent = m.headers().and_then(|h| {
+        h.iter()
+            .find(|h| h.key == "traceparent")
+            .and_then(|h| h.value.map(<[u8]>::to_vec))
+    });
+    Input {
+        topic: m.topic().to_owned(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(<[u8]>::to_vec),
+        payload: m.payload().map(<[u8]>::to_vec),
+        traceparent,
+    }
+}
+
+fn new_producer(cfg: &EosConfig, stop: &AtomicBool, status: &Status) -> Result<TxProducer> {
+    let producer: TxProducer = cfg.producer_config()?.create().map_err(kafka)?;
+    retry_until(stop, status, "initialising transactions", || {
+        producer.init_transactions(cfg.timeout).map_err(kafka)
+    })?;
+    Ok(producer)
+}
+
+fn new_consumer(cfg: &EosConfig, metrics: &TxMetrics) -> Result<BaseConsumer<EosContext>> {
+    let consumer: BaseConsumer<EosContext> = cfg
+        .consumer_config()?
+        .create_with_context(EosContext::new(metrics.lag.clone()))
+        .map_err(kafka)?;
+    let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).map_err(kafka)?;
+    Ok(consumer)
+}
+
+/// Repeats a transaction step while librdkafka says it may be retried (a commit or offset send
+/// that timed out resumes; it must not be aborted meanwhile).
+fn retry_txn(stop: &AtomicBool, what: &str, mut f: impl FnMut() -> KafkaResult<()>) -> Result<()> {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match f() {
+            Ok(()) => return Ok(()),
+            Err(KafkaError::Transaction(e))
+                if e.is_retriable() && !stop.load(Ordering::Relaxed) =>
+            {
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "{what}");
+                backoff(stop, wait);
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(kafka(e)),
+        }
+    }
+}
+
+fn is_fatal(e: &KafkaError) -> bool {
+    matches!(e, KafkaError::Transaction(t) if t.is_fatal())
+}
+
+fn abort_reason(e: &Error) -> &'static str {
+    match e {
+        Error::Avro(_) => "registry",
+        Error::Kafka(t) if t.contains("imed out") => "timeout",
+        Error::Kafka(_) => "kafka",
+        _ => "other",
+    }
+}

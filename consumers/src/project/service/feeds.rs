@@ -1,0 +1,146 @@
+//! Writing feed records and their audit records, and preparing what feeds need: topics and
+//! registered schemas.
+
+use std::sync::atomic::AtomicBool;
+
+use bluelight_avro::{
+    Codec,
+    records::{Disclosure, IncidentEvent},
+};
+use rdkafka::{
+    message::{Header, OwnedHeaders},
+    producer::BaseRecord,
+};
+
+use super::{AUDIT_TOPIC, ProjectConfig, config};
+use crate::{
+    Error, Result,
+    eos::{Input, Runner, Status, retry_until},
+    policy::{Entity, Policy},
+    project::{Event, FeedRecord},
+};
+
+pub(super) fn prepare(
+    cfg: &ProjectConfig,
+    policy: &Policy,
+    codec: &Codec,
+    rt: &tokio::runtime::Handle,
+    stop: &AtomicBool,
+    status: &Status,
+) -> Result<()> {
+    let mut feeds = Vec::new();
+    for a in &policy.agreements {
+        for e in &a.recipient.feeds {
+            let topic = crate::project::feed_topic(&a.recipient.org, *e);
+            if !feeds.iter().any(|(t, _)| t == &topic) {
+                feeds.push((topic, *e));
+            }
+        }
+    }
+    config::ensure_topics(cfg, feeds.iter().map(|(t, _)| t.as_str()), rt)?;
+    retry_until(stop, status, "registering schemas", || {
+        rt.block_on(async {
+            codec
+                .register::<Disclosure>(&format!("{AUDIT_TOPIC}-value"))
+                .await?;
+            for (topic, entity) in &feeds {
+                register_feed(codec, &format!("{topic}-value"), *entity).await?;
+            }
+            Ok::<_, bluelight_avro::Error>(())
+        })
+        .map_err(Error::from)
+    })
+}
+
+async fn register_feed(
+    codec: &Codec,
+    subject: &str,
+    entity: Entity,
+) -> bluelight_avro::Result<u32> {
+    match entity {
+        Entity::Incident => codec.register::<IncidentEvent>(subject).await,
+        Entity::Case => {
+            codec
+                .register::<bluelight_avro::records::CaseEvent>(subject)
+                .await
+        }
+        Entity::Victim => {
+            codec
+                .register::<bluelight_avro::records::VictimEvent>(subject)
+                .await
+        }
+    }
+}
+
+pub(super) fn encode_feed(
+    codec: &Codec,
+    rt: &tokio::runtime::Handle,
+    topic: &str,
+    record: &Event,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let subject = format!("{topic}-value");
+    out.clear();
+    match record.encode_into(codec, &subject, out) {
+        Err(bluelight_avro::Error::NotRegistered { .. }) => {
+            rt.block_on(register_feed(codec, &subject, record.entity()))?;
+            out.clear();
+            Ok(record.encode_into(codec, &subject, out)?)
+        }
+        other => Ok(other?),
+    }
+}
+
+pub(super) fn send_feed(
+    runner: &Runner,
+    codec: &Codec,
+    rt: &tokio::runtime::Handle,
+    f: &FeedRecord,
+    m: &Input,
+    out: &mut Vec<u8>,
+    stop: &AtomicBool,
+) -> Result<()> {
+    encode_feed(codec, rt, &f.topic, &f.record, out)?;
+    let mut headers = OwnedHeaders::new();
+    if let Some(tp) = &m.traceparent {
+        headers = headers.insert(Header {
+            key: "traceparent",
+            value: Some(tp.as_slice()),
+        });
+    }
+    runner.send(
+        BaseRecord::to(&f.topic)
+            .key(f.key.as_bytes())
+            .payload(out.as_slice())
+            .headers(headers.clone()),
+        stop,
+    )?;
+    out.clear();
+    codec.encode_into(&format!("{AUDIT_TOPIC}-value"), &f.audit, out)?;
+    runner.send(
+        BaseRecord::to(AUDIT_TOPIC)
+            .key(f.audit.subject_id.as_bytes())
+            .payload(out.as_slice())
+            .headers(headers),
+        stop,
+    )
+}
+
+pub(super) fn decode(
+    codec: &Codec,
+    rt: &tokio::runtime::Handle,
+    entity: Entity,
+    m: &Input,
+) -> Result<Event> {
+    let payload = m.payload.as_deref().ok_or_else(|| Error::Projection {
+        event_id: format!("{}/{}@{}", m.topic, m.partition, m.offset),
+        reason: "the record has no value".into(),
+    })?;
+    match Event::decode(codec, entity, payload) {
+        Err(bluelight_avro::Error::UnknownSchemaId { id }) => {
+            rt.block_on(codec.fetch(id))?;
+            Ok(Event::decode(codec, entity, payload)?)
+        }
+        other => Ok(other?),
+    }
+}
