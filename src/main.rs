@@ -12,6 +12,7 @@ mod registry;
 mod schemas;
 mod simulate;
 mod topics;
+mod victim_updates;
 
 use std::{io::IsTerminal, process::ExitCode};
 
@@ -52,6 +53,8 @@ enum Command {
     Registry(registry::RegistryCommand),
     /// Export the canonical Avro schemas and register them with the schema registry.
     Schemas(schemas::SchemasCommand),
+    /// Turn case events into the updates victims are owed under the Victims' Code, exactly once.
+    VictimUpdates(Box<victim_updates::VictimUpdatesCommand>),
     /// Drive the ingest API with realistic, deterministic multi-agency scenarios.
     Simulate(simulate::SimulateCommand),
 }
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
             Command::Registry(cmd) => cmd.run().await,
             Command::Schemas(cmd) => cmd.run().await,
             Command::Simulate(cmd) => cmd.run().await,
+            Command::VictimUpdates(cmd) => cmd.run().await,
         }
     });
     match result {

@@ -87,3 +87,36 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutting down");
 }
+
+/// Serves the ops routes of a service whose work runs on its own thread, until that thread ends
+/// or Ctrl-C/SIGTERM asks it to stop (it then finishes its transaction first). Readiness is
+/// `status`: ready, or why not.
+pub async fn serve_worker(
+    listen: SocketAddr,
+    worker: std::thread::JoinHandle<bluelight_consumers::Result<()>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    status: std::sync::Arc<bluelight_consumers::eos::Status>,
+    what: &'static str,
+) -> anyhow::Result<std::process::ExitCode> {
+    let ready: Readiness = std::sync::Arc::new(move || status.get().map_or(Ok(()), Err));
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let stopper = stop.clone();
+    let shutdown = async move {
+        tokio::select! {
+            () = shutdown_signal() => {}
+            _ = done_rx => {}
+        }
+        stopper.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    let http = tokio::spawn(serve(listen, routes(ready), shutdown));
+    let result = tokio::task::spawn_blocking(move || worker.join())
+        .await
+        .with_context(|| format!("waiting for {what}"))?;
+    let _ = done_tx.send(());
+    let _ = http.await;
+    match result {
+        Ok(Ok(())) => Ok(std::process::ExitCode::SUCCESS),
+        Ok(Err(e)) => Err(anyhow::anyhow!(e).context(format!("{what} stopped"))),
+        Err(_) => anyhow::bail!("{what} panicked"),
+    }
+}

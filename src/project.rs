@@ -169,29 +169,6 @@ impl ProjectCommand {
                 .spawn(move || service::run(cfg, codec, rt, stop, status))
                 .context("starting the projector thread")?
         };
-        let ready = {
-            let status = status.clone();
-            Arc::new(move || status.get().map_or(Ok(()), Err))
-        };
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-        let stopper = stop.clone();
-        let shutdown = async move {
-            tokio::select! {
-                () = ops::shutdown_signal() => {}
-                _ = done_rx => {}
-            }
-            stopper.store(true, std::sync::atomic::Ordering::Relaxed);
-        };
-        let http = tokio::spawn(ops::serve(self.listen, ops::routes(ready), shutdown));
-        let result = tokio::task::spawn_blocking(move || worker.join())
-            .await
-            .context("waiting for the projector")?;
-        let _ = done_tx.send(());
-        let _ = http.await;
-        match result {
-            Ok(Ok(())) => Ok(ExitCode::SUCCESS),
-            Ok(Err(e)) => Err(anyhow::anyhow!(e).context("the projector stopped")),
-            Err(_) => bail!("the projector thread panicked"),
-        }
+        ops::serve_worker(self.listen, worker, stop, status, "the projector").await
     }
 }

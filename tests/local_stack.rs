@@ -39,6 +39,7 @@ impl Stack {
             .env("BLUELIGHT_REGISTRY_PORT", registry.to_string())
             .env("BLUELIGHT_INGEST_PORT", ingest.to_string())
             .env("BLUELIGHT_PROJECT_PORT", free_port().to_string())
+            .env("BLUELIGHT_VICTIM_UPDATES_PORT", free_port().to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

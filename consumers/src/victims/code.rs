@@ -70,12 +70,21 @@ struct RawEntitlement {
 }
 
 impl VictimsCode {
+    /// The text of the rules shipped with bluelight.
+    pub const SHIPPED: &'static str = include_str!("../../victims-code.toml");
+
     /// The rules shipped with bluelight.
     pub fn shipped() -> Result<Self> {
-        Self::parse(
-            include_str!("../../victims-code.toml"),
-            "consumers/victims-code.toml",
-        )
+        Self::parse(Self::SHIPPED, "consumers/victims-code.toml")
+    }
+
+    /// A short digest of the rules' text, quoted in audit records.
+    pub fn version_of(text: &str) -> String {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(text.as_bytes())[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     pub fn load(path: &Path) -> Result<Self> {

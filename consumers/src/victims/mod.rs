@@ -5,12 +5,13 @@
 //! - `calendar.rs`: working days in England and Wales (`consumers/calendars/`), Europe/London;
 //! - `decide.rs`: which updates a case event owes its victims, and opt-outs, with no I/O.
 //!
-//! The `bluelight victim-updates` service, deadline tracking and the reference notifier build on
-//! these.
+//! - `service/`: `bluelight victim-updates`, the exactly-once service writing
+//!   `feed.victim-update.v1` and its audit records.
 
 mod calendar;
 mod code;
 mod decide;
+pub mod service;
 
 pub use calendar::Calendar;
 pub use code::{Entitlement, FACTS, VictimsCode};

@@ -1,0 +1,98 @@
+//! Victim-updates telemetry. Labels are the Code's right numbers, topics and fixed reasons: all
+//! bounded, never a victim or case.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, exponential_buckets,
+    register_histogram, register_int_counter, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec,
+};
+
+pub(crate) struct Metrics {
+    pub consumed: IntCounterVec,
+    pub updates: IntCounterVec,
+    pub opted_out: IntCounter,
+    pub dead_letters: IntCounterVec,
+    pub victims: IntGauge,
+    pub commit: Histogram,
+    pub aborts: IntCounterVec,
+    pub lag: IntGaugeVec,
+    pub paused: IntGauge,
+    pub queue_full: IntCounter,
+}
+
+#[allow(clippy::expect_used)] // metric names are constants; a clash is a programming error found at start-up
+pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+    consumed: register_int_counter_vec!(
+        "bluelight_victim_updates_events_consumed_total",
+        "Case events read and decided, by topic.",
+        &["topic"]
+    )
+    .expect("metric"),
+    updates: register_int_counter_vec!(
+        "bluelight_victim_updates_written_total",
+        "Updates written to feed.victim-update.v1, by the Code's right.",
+        &["right"]
+    )
+    .expect("metric"),
+    opted_out: register_int_counter!(
+        "bluelight_victim_updates_withheld_opted_out_total",
+        "Updates withheld because the victim opted out (each audited)."
+    )
+    .expect("metric"),
+    dead_letters: register_int_counter_vec!(
+        "bluelight_victim_updates_dead_letters_total",
+        "Case records written to dlq.victim-updates.v1, by reason.",
+        &["reason"]
+    )
+    .expect("metric"),
+    victims: register_int_gauge!(
+        "bluelight_victim_updates_register_victims",
+        "Victims whose latest preferences are held (from bl.victim.v1)."
+    )
+    .expect("metric"),
+    commit: register_histogram!(
+        "bluelight_victim_updates_transaction_commit_seconds",
+        "Sending offsets and committing one transaction.",
+        exponential_buckets(0.001, 2.0, 16).expect("buckets")
+    )
+    .expect("metric"),
+    aborts: register_int_counter_vec!(
+        "bluelight_victim_updates_transaction_aborts_total",
+        "Transactions aborted (the batch is read again), by reason.",
+        &["reason"]
+    )
+    .expect("metric"),
+    lag: register_int_gauge_vec!(
+        "bluelight_victim_updates_consumer_lag",
+        "Lag in records per assigned partition.",
+        &["topic", "partition"]
+    )
+    .expect("metric"),
+    paused: register_int_gauge!(
+        "bluelight_victim_updates_paused",
+        "1 while consumption is paused because the producer's queue is full."
+    )
+    .expect("metric"),
+    queue_full: register_int_counter!(
+        "bluelight_victim_updates_producer_queue_full_total",
+        "Times a send found the producer's queue full and consumption paused."
+    )
+    .expect("metric"),
+});
+
+pub(crate) fn init() {
+    LazyLock::force(&METRICS);
+}
+
+pub(crate) fn tx() -> crate::eos::TxMetrics {
+    crate::eos::TxMetrics {
+        consumed: METRICS.consumed.clone(),
+        commit: METRICS.commit.clone(),
+        aborts: METRICS.aborts.clone(),
+        lag: METRICS.lag.clone(),
+        paused: METRICS.paused.clone(),
+        queue_full: METRICS.queue_full.clone(),
+    }
+}
