@@ -35,7 +35,7 @@ async fn a_stalled_broker_keeps_the_projectors_memory_flat_and_loses_nothing() {
     for chunk in records.chunks(2_000) {
         publish(&s.codec, &p, chunk).await;
     }
-    let projector = start_projector(&s, &unique("project-")).await;
+    let mut projector = start_projector(&s, &unique("project-")).await;
     let pid = projector.child.id();
     let deadline = Instant::now() + Duration::from_secs(60);
     while disclosed(&projector.url).await < 1.0 {
@@ -72,16 +72,58 @@ async fn a_stalled_broker_keeps_the_projectors_memory_flat_and_loses_nothing() {
         "RSS kept growing while paused: {low} to {high} KiB over the last 15 s"
     );
 
+    // Progress, and a projector that died, are reported as they happen: a failure here says
+    // whether the service stopped, stalled, or was merely slow.
+    let fire = |text: &str| -> f64 {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("bluelight_projector_disclosures_total") && l.contains(&s.fire)
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let resumed = Instant::now();
+    let mut last_report = Instant::now();
+    loop {
+        if let Ok(Some(status)) = projector.child.try_wait() {
+            panic!("the projector exited ({status}) after the broker came back; its log is above");
+        }
+        let text = match reqwest::get(format!("{}/metrics", projector.url)).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let done = fire(&text);
+        if done >= BACKLOG as f64 {
+            break;
+        }
+        if last_report.elapsed() > Duration::from_secs(15) {
+            last_report = Instant::now();
+            let ready = reqwest::get(format!("{}/health/ready", projector.url))
+                .await
+                .ok()
+                .map(|r| r.status());
+            println!(
+                "{:>3} s after SIGCONT: {done} disclosures to fire counted (committed or not), readiness {ready:?}",
+                resumed.elapsed().as_secs()
+            );
+        }
+        assert!(
+            resumed.elapsed() < Duration::from_secs(240),
+            "the projector counted {done} of {BACKLOG} disclosures to fire within 240 s of SIGCONT"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let read = assert_each_once(
         &s,
         &format!("feed.{}.incident.v1", s.fire),
         &records,
-        Duration::from_secs(240),
+        Duration::from_secs(120),
     )
     .await;
     println!(
-        "after SIGCONT: {} of {BACKLOG} disclosures to fire, each once; projector RSS {} MiB",
+        "after SIGCONT: {} of {BACKLOG} disclosures to fire, each once, {} s to finish; projector RSS {} MiB",
         read,
+        resumed.elapsed().as_secs(),
         rss_kib(pid) / 1024
     );
 }

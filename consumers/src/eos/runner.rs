@@ -47,8 +47,8 @@ pub struct Runner {
     producer: TxProducer,
     consumer: BaseConsumer<EosContext>,
     metrics: TxMetrics,
-    /// When the producer was last replaced: too often means a twin with the same id.
-    restarts: Vec<Instant>,
+    /// When the producer was last fenced: too often means a twin with the same id.
+    fenced: Vec<Instant>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -75,7 +75,7 @@ impl Runner {
             producer,
             consumer,
             metrics,
-            restarts: Vec::new(),
+            fenced: Vec::new(),
         })
     }
 
@@ -110,7 +110,7 @@ impl Runner {
                     "rebalance during the poll: batch dropped"
                 );
             }
-            self.rewind()?;
+            self.rewind(stop, status)?;
             return Ok(Polled {
                 batch: Vec::new(),
                 moved_here: false,
@@ -292,45 +292,51 @@ impl Runner {
             .aborts
             .with_label_values(&[abort_reason(e)])
             .inc();
-        if !self.abort(stop, status)? {
-            // Fenced (after the broker timed the transaction out) or failed fatally. A new
-            // producer with the same id fences any zombie and carries on; only a real twin (two
-            // instances with one id) repeats this fast.
-            self.restarts
-                .retain(|t| t.elapsed() < Duration::from_secs(60));
-            self.restarts.push(Instant::now());
-            if self.restarts.len() > 3 {
-                return Err(Error::Config(format!(
-                    "the producer was fenced {} times in a minute: another instance is running with transactional id {}; give each instance its own --instance",
-                    self.restarts.len(),
-                    self.cfg.transactional_id
-                )));
+        match self.abort(stop, status)? {
+            Aborted::Done => {}
+            Aborted::Unusable => {
+                tracing::warn!(error = %e, "the transactional producer cannot abort; starting a new one");
+                self.producer = new_producer(&self.cfg, stop, status)?;
             }
-            tracing::warn!(error = %e, "the transactional producer is unusable; starting a new one");
-            self.producer = new_producer(&self.cfg, stop, status)?;
+            Aborted::Fenced => {
+                // A broker that timed the transaction out fences its producer once; only a real
+                // twin (two instances with one id) fences it again and again.
+                self.fenced
+                    .retain(|t| t.elapsed() < Duration::from_secs(60));
+                self.fenced.push(Instant::now());
+                if self.fenced.len() > TWIN_FENCES {
+                    return Err(Error::Config(format!(
+                        "the producer was fenced {} times in a minute: another instance is running with transactional id {}; give each instance its own --instance",
+                        self.fenced.len(),
+                        self.cfg.transactional_id
+                    )));
+                }
+                tracing::warn!(error = %e, "the transactional producer was fenced; starting a new one");
+                self.producer = new_producer(&self.cfg, stop, status)?;
+            }
         }
         status.set(Some(format!("retrying after: {e}")));
-        self.rewind()?;
+        self.rewind(stop, status)?;
         backoff(stop, Duration::from_millis(500));
         Ok(())
     }
 
     /// Aborts the open transaction, retrying while the broker is away (a new transaction cannot
-    /// begin until the abort completes). `Ok(false)`: the producer is unusable (fenced, fatal,
-    /// or an abort that cannot finish) and must be replaced.
-    fn abort(&self, stop: &AtomicBool, status: &Status) -> Result<bool> {
+    /// begin until the abort completes).
+    fn abort(&self, stop: &AtomicBool, status: &Status) -> Result<Aborted> {
         let mut wait = Duration::from_millis(200);
         let mut attempts = 0;
         loop {
             attempts += 1;
             match self.producer.abort_transaction(self.cfg.timeout) {
-                Ok(()) => return Ok(true),
-                Err(e) if is_fatal(&e) || e.to_string().contains("fenced") => return Ok(false),
+                Ok(()) => return Ok(Aborted::Done),
+                Err(e) if e.to_string().contains("fenced") => return Ok(Aborted::Fenced),
+                Err(e) if is_fatal(&e) => return Ok(Aborted::Unusable),
                 // Messages that timed out while the broker was away can leave an abort waiting
                 // for ever: a new producer with the same id aborts on the broker instead.
                 Err(e) if attempts >= 3 => {
-                    tracing::warn!(error = %e, "abort did not complete in {attempts} attempts; replacing the producer");
-                    return Ok(false);
+                    tracing::warn!(error = %e, "abort did not complete in {attempts} attempts");
+                    return Ok(Aborted::Unusable);
                 }
                 Err(e) if stop.load(Ordering::Relaxed) => return Err(kafka(e)),
                 Err(e) => {
@@ -343,29 +349,55 @@ impl Runner {
         }
     }
 
-    /// Starts every assigned partition again at the group's committed offset. A seek that fails
-    /// ends the service (a restart reads the committed offsets): going on could skip records.
-    fn rewind(&self) -> Result<()> {
+    /// Starts every assigned partition again at the group's committed offset. When the offsets
+    /// cannot be read or sought (the group coordinator still loading after the broker came back,
+    /// say), a new consumer takes over: it starts at the committed offsets by itself. Either
+    /// way nothing is skipped and the service stays up.
+    fn rewind(&mut self, stop: &AtomicBool, status: &Status) -> Result<()> {
+        let mut wait = Duration::from_millis(200);
+        let mut last = String::new();
+        for _ in 0..3 {
+            match self.seek_to_committed() {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e.to_string(),
+            }
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            backoff(stop, wait);
+            wait *= 2;
+        }
+        tracing::warn!(error = %last, "cannot rewind to the committed offsets; starting a new consumer, which resumes from them");
+        status.set(Some(format!("rejoining the group after: {last}")));
+        self.consumer = new_consumer(&self.cfg, &self.metrics)?;
+        Ok(())
+    }
+
+    fn seek_to_committed(&self) -> KafkaResult<()> {
         let timeout = self.cfg.timeout;
-        let committed = self.consumer.committed(timeout).map_err(kafka)?;
+        let committed = self.consumer.committed(timeout)?;
         for e in committed.elements() {
             let to = match e.offset() {
                 Offset::Offset(o) => Offset::Offset(o),
                 _ => Offset::Beginning,
             };
-            self.consumer
-                .seek(e.topic(), e.partition(), to, timeout)
-                .map_err(|err| {
-                    Error::Kafka(format!(
-                        "cannot rewind {}/{} to its committed offset ({err}); stopping so a restart resumes from it",
-                        e.topic(),
-                        e.partition()
-                    ))
-                })?;
+            self.consumer.seek(e.topic(), e.partition(), to, timeout)?;
         }
         Ok(())
     }
 }
+
+/// How an abort ended.
+enum Aborted {
+    Done,
+    /// Another producer with our id (or the broker, timing the transaction out) took over.
+    Fenced,
+    /// Failed for good, or could not finish: a new producer aborts on the broker instead.
+    Unusable,
+}
+
+/// More fencings than this in a minute means a twin instance, not a broker that came back.
+const TWIN_FENCES: usize = 5;
 
 fn input(m: &BorrowedMessage<'_>) -> Input {
     let traceparent = m.headers().and_then(|h| {

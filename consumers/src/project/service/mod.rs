@@ -46,8 +46,8 @@ pub const STATE_TOPIC: &str = "state.disclosures.v1";
 /// Identifies this service in audit records (s62: who disclosed).
 pub const DISCLOSED_BY: &str = "bluelight-project";
 
-/// Runs until `stop` is set; returns an error only for what a restart might cure (a twin
-/// instance with the same id, a rewind that failed, the broker gone past every timeout).
+/// Runs until `stop` is set; returns an error only for what needs an operator (a twin
+/// instance with the same id, settings Kafka refuses).
 pub fn run(
     cfg: ProjectConfig,
     codec: Arc<Codec>,
