@@ -6,6 +6,7 @@
 
 mod agreements;
 mod ingest;
+mod notify;
 mod ops;
 mod project;
 mod registry;
@@ -55,6 +56,8 @@ enum Command {
     Schemas(schemas::SchemasCommand),
     /// Turn case events into the updates victims are owed under the Victims' Code, exactly once.
     VictimUpdates(Box<victim_updates::VictimUpdatesCommand>),
+    /// Deliver victim updates to a notification webhook and acknowledge them (reference client).
+    Notify(Box<notify::NotifyCommand>),
     /// Drive the ingest API with realistic, deterministic multi-agency scenarios.
     Simulate(simulate::SimulateCommand),
 }
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
             Command::Agreements(cmd) => cmd.run().await,
             Command::Topics(cmd) => cmd.run().await,
             Command::Ingest(cmd) => cmd.run().await,
+            Command::Notify(cmd) => cmd.run().await,
             Command::Project(cmd) => cmd.run().await,
             Command::Registry(cmd) => cmd.run().await,
             Command::Schemas(cmd) => cmd.run().await,

@@ -88,11 +88,12 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// Serves the ops routes of a service whose work runs on its own thread, until that thread ends
+/// Serves the ops routes (and `extra`) of a service whose work runs on its own thread, until that thread ends
 /// or Ctrl-C/SIGTERM asks it to stop (it then finishes its transaction first). Readiness is
 /// `status`: ready, or why not.
 pub async fn serve_worker(
     listen: SocketAddr,
+    extra: Router,
     worker: std::thread::JoinHandle<bluelight_consumers::Result<()>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     status: std::sync::Arc<bluelight_consumers::eos::Status>,
@@ -108,7 +109,7 @@ pub async fn serve_worker(
         }
         stopper.store(true, std::sync::atomic::Ordering::Relaxed);
     };
-    let http = tokio::spawn(serve(listen, routes(ready), shutdown));
+    let http = tokio::spawn(serve(listen, routes(ready).merge(extra), shutdown));
     let result = tokio::task::spawn_blocking(move || worker.join())
         .await
         .with_context(|| format!("waiting for {what}"))?;

@@ -169,6 +169,14 @@ impl ProjectCommand {
                 .spawn(move || service::run(cfg, codec, rt, stop, status))
                 .context("starting the projector thread")?
         };
-        ops::serve_worker(self.listen, worker, stop, status, "the projector").await
+        ops::serve_worker(
+            self.listen,
+            axum::Router::new(),
+            worker,
+            stop,
+            status,
+            "the projector",
+        )
+        .await
     }
 }

@@ -8,7 +8,7 @@ use crate::{
     Codec, Error, Result,
     records::{
         CanonicalRecord, CaseEvent, Disclosure, IncidentEvent, Retraction, VictimEvent,
-        VictimUpdate,
+        VictimNotificationAck, VictimUpdate, VictimUpdateAlert,
     },
 };
 
@@ -62,6 +62,8 @@ pub fn all() -> Vec<SchemaDef> {
         SchemaDef::of::<VictimUpdate>(),
         SchemaDef::of::<Disclosure>(),
         SchemaDef::of::<Retraction>(),
+        SchemaDef::of::<VictimNotificationAck>(),
+        SchemaDef::of::<VictimUpdateAlert>(),
     ]
 }
 
@@ -89,6 +91,8 @@ pub async fn register_all(codec: &Codec) -> Result<Vec<(String, u32)>> {
         register_one::<VictimEvent>(codec).await?,
         register_one::<VictimUpdate>(codec).await?,
         register_one::<Disclosure>(codec).await?,
+        register_one::<VictimNotificationAck>(codec).await?,
+        register_one::<VictimUpdateAlert>(codec).await?,
     ])
 }
 

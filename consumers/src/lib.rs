@@ -10,13 +10,17 @@
 //!   recipient's record and its audit record, retraction notices, and `bluelight project`, the
 //!   exactly-once Kafka service that writes feeds, audit and state in one transaction.
 //!
-//! - [`victims`]: the Victims' Code as data, the working-day calendar, and the updates a case
-//!   event owes its victims.
+//! - [`victims`]: the Victims' Code as data, the working-day calendar, the updates a case
+//!   event owes its victims, and the deadline tracker that closes them on acknowledgement and
+//!   raises alerts when they are due soon or overdue.
+//! - [`notify`]: `bluelight notify`, the reference notification client: webhook delivery with
+//!   retries and idempotency keys, then the acknowledgement.
 //!
 //! The gateway builds on these.
 
 pub mod eos;
 mod error;
+pub mod notify;
 pub mod policy;
 pub mod project;
 pub mod victims;

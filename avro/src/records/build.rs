@@ -133,7 +133,7 @@ impl PersonRole {
 
 impl EventType {
     /// Every event type, in schema order.
-    pub const ALL: [EventType; 28] = [
+    pub const ALL: [EventType; 31] = [
         EventType::IncidentOpened,
         EventType::IncidentUpdated,
         EventType::IncidentResourced,
@@ -162,6 +162,9 @@ impl EventType {
         EventType::DisclosureRecorded,
         EventType::RetractionIssued,
         EventType::SharingEnded,
+        EventType::VictimNotified,
+        EventType::VictimUpdateDueSoon,
+        EventType::VictimUpdateOverdue,
     ];
 
     /// The canonical topic an event of this type is published to.
@@ -176,6 +179,8 @@ impl EventType {
             | VictimOptedOut
             | VictimRetracted => "bl.victim.v1",
             VictimUpdateDue => "feed.victim-update.v1",
+            VictimNotified => "bl.victim-notification-ack.v1",
+            VictimUpdateDueSoon | VictimUpdateOverdue => "feed.victim-update-overdue.v1",
             DisclosureRecorded => "audit.disclosure.v1",
             RetractionIssued | SharingEnded => "feed",
             _ => "bl.case.v1",

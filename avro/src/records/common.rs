@@ -157,6 +157,12 @@ pub enum EventType {
     // expired, so nothing more will come under it. The record's key field holds
     // `agreement/<agreement id>`; `envelope.disclosure` names the agreement.
     SharingEnded,
+    // A notification service delivered a victim update (bl.victim-notification-ack.v1).
+    VictimNotified,
+    // An undelivered victim update is within the warning window of its deadline.
+    VictimUpdateDueSoon,
+    // An undelivered victim update is past its deadline.
+    VictimUpdateOverdue,
 }
 
 /// Government Security Classification of a record. Bluelight carries OFFICIAL information only;

@@ -19,7 +19,10 @@ pub use incident::{
     CasualtyCounts, IncidentEvent, IncidentStatus, LocalReference, Methane, Priority, Resource,
     ResourceStatus,
 };
-pub use outputs::{Disclosure, DisclosureKind, FieldTransform, Retraction, VictimUpdate};
+pub use outputs::{
+    Disclosure, DisclosureKind, FieldTransform, Retraction, VictimNotificationAck, VictimUpdate,
+    VictimUpdateAlert,
+};
 pub use victim::{
     ContactChannel, ContactPreferences, EnhancedRightsReason, UpdateFrequency, VictimEvent,
 };
@@ -79,3 +82,15 @@ canonical!(Disclosure, "disclosure", Some("audit.disclosure.v1"), |r| {
     &r.subject_id
 });
 canonical!(Retraction, "retraction", None, |r| &r.subject_id);
+canonical!(
+    VictimNotificationAck,
+    "victim-notification-ack",
+    Some("bl.victim-notification-ack.v1"),
+    |r| &r.case_id
+);
+canonical!(
+    VictimUpdateAlert,
+    "victim-update-alert",
+    Some("feed.victim-update-overdue.v1"),
+    |r| &r.case_id
+);

@@ -40,6 +40,48 @@ pub struct VictimUpdate {
     pub channel: ContactChannel,
 }
 
+/// A notification service's word that it delivered a victim update:
+/// `bl.victim-notification-ack.v1`, keyed by the update id. Closes the update's deadline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "uk.bluelight.v1")]
+pub struct VictimNotificationAck {
+    /// Common event header; `event_type` is VICTIM_NOTIFIED.
+    pub envelope: Envelope,
+    /// The update delivered (its `envelope.event_id`, also the idempotency key it was sent with).
+    pub update_id: Id,
+    /// The case the update was about.
+    pub case_id: String,
+    /// The Code's right the update served.
+    pub right: String,
+    /// When the notification service delivered it.
+    pub delivered_at: Timestamp,
+    /// How it reached the victim.
+    pub channel: ContactChannel,
+    /// Which notification service delivered it.
+    pub notifier: String,
+}
+
+/// An undelivered victim update near or past its deadline: `feed.victim-update-overdue.v1`, keyed
+/// by case id. One DUE_SOON record when the warning window opens, one OVERDUE record at `due_by`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "uk.bluelight.v1")]
+pub struct VictimUpdateAlert {
+    /// Common event header; `event_type` is VICTIM_UPDATE_DUE_SOON or VICTIM_UPDATE_OVERDUE.
+    pub envelope: Envelope,
+    /// The undelivered update (its `envelope.event_id` on feed.victim-update.v1).
+    pub update_id: Id,
+    /// The victim still waiting, so the victim care unit can act.
+    pub victim_ref: String,
+    /// The case; the record key.
+    pub case_id: String,
+    /// The Code's right at stake.
+    pub right: String,
+    /// The update's deadline.
+    pub due_by: Timestamp,
+    /// The message the victim is owed.
+    pub template_id: String,
+}
+
 /// What a disclosure record is about.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, AvroSchema,

@@ -87,7 +87,9 @@ fn topics_and_subjects_follow_the_contract() {
             "bl.case.v1-value",
             "bl.victim.v1-value",
             "feed.victim-update.v1-value",
-            "audit.disclosure.v1-value"
+            "audit.disclosure.v1-value",
+            "bl.victim-notification-ack.v1-value",
+            "feed.victim-update-overdue.v1-value"
         ]
     );
     assert!(

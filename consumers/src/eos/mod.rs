@@ -6,10 +6,12 @@
 //!   outputs in one transaction with the batch's offsets, and recover: resumed commits, aborts
 //!   that retry or replace the producer, rewinds to the committed offsets, a fenced consumer
 //!   replaced, a rebalance during a poll dropping the batch;
+//! - `follow.rs`: [`Follower`]: a compacted state topic read in full on start and followed;
 //! - here: the consumer context (lag, rebalances), readiness, and the metrics a service hands
 //!   the runner so its series keep the service's names.
 
 mod config;
+mod follow;
 mod runner;
 
 use std::{
@@ -22,6 +24,7 @@ use std::{
 };
 
 pub use config::EosConfig;
+pub use follow::Follower;
 use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 use rdkafka::{
     consumer::{BaseConsumer, ConsumerContext, Rebalance},

@@ -83,6 +83,29 @@ impl Runner {
         &self.cfg
     }
 
+    /// The partitions of `topic` assigned to this instance now.
+    pub fn assigned(&self, topic: &str) -> std::collections::BTreeSet<i32> {
+        self.consumer
+            .assignment()
+            .map(|tpl| {
+                tpl.elements_for_topic(topic)
+                    .iter()
+                    .map(|e| e.partition())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// How many partitions `topic` has (0 when its metadata cannot be read now).
+    pub fn partition_count(&self, topic: &str) -> i32 {
+        self.consumer
+            .fetch_metadata(Some(topic), self.cfg.timeout)
+            .ok()
+            .and_then(|m| m.topics().first().map(|t| t.partitions().len()))
+            .and_then(|n| i32::try_from(n).ok())
+            .unwrap_or(0)
+    }
+
     /// Polls a batch. Empty when nothing came, after a rebalance during the poll (the batch is
     /// dropped and every assigned partition starts again at its committed offset: its records
     /// may belong to another instance now, or come again), or after replacing a consumer that

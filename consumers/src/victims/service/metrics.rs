@@ -20,10 +20,20 @@ pub(crate) struct Metrics {
     pub lag: IntGaugeVec,
     pub paused: IntGauge,
     pub queue_full: IntCounter,
+    pub acks: IntCounterVec,
+    pub delivered: IntCounterVec,
+    pub alerts: IntCounterVec,
+    pub open: IntGaugeVec,
+    pub due: IntGaugeVec,
+    pub overdue: IntGaugeVec,
+    pub http_acks: IntCounterVec,
+    /// The deadline tracker's own transaction series.
+    pub deadlines: crate::eos::TxMetrics,
 }
 
 #[allow(clippy::expect_used)] // metric names are constants; a clash is a programming error found at start-up
-pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    Metrics {
     consumed: register_int_counter_vec!(
         "bluelight_victim_updates_events_consumed_total",
         "Case events read and decided, by topic.",
@@ -80,6 +90,85 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         "Times a send found the producer's queue full and consumption paused."
     )
     .expect("metric"),
+    acks: register_int_counter_vec!(
+        "bluelight_victim_updates_acks_total",
+        "Acknowledgements read from bl.victim-notification-ack.v1, by outcome (closed, not-open, unreadable).",
+        &["outcome"]
+    )
+    .expect("metric"),
+    delivered: register_int_counter_vec!(
+        "bluelight_victim_updates_delivered_total",
+        "Updates acknowledged as delivered, by the Code's right and whether before due_by.",
+        &["right", "timeliness"]
+    )
+    .expect("metric"),
+    alerts: register_int_counter_vec!(
+        "bluelight_victim_updates_alerts_total",
+        "Alerts written to feed.victim-update-overdue.v1, by right and stage (due-soon, overdue).",
+        &["right", "stage"]
+    )
+    .expect("metric"),
+    open: register_int_gauge_vec!(
+        "bluelight_victim_updates_open",
+        "Updates not yet acknowledged as delivered, by right (this instance's partitions).",
+        &["right"]
+    )
+    .expect("metric"),
+    due: register_int_gauge_vec!(
+        "bluelight_victim_updates_due",
+        "Undelivered updates within the warning window before due_by, by right.",
+        &["right"]
+    )
+    .expect("metric"),
+    overdue: register_int_gauge_vec!(
+        "bluelight_victim_updates_overdue",
+        "Undelivered updates past due_by, by right.",
+        &["right"]
+    )
+    .expect("metric"),
+    http_acks: register_int_counter_vec!(
+        "bluelight_victim_updates_http_acks_total",
+        "Acknowledgements posted to the HTTP callback, by HTTP status.",
+        &["status"]
+    )
+    .expect("metric"),
+    deadlines: crate::eos::TxMetrics {
+        consumed: register_int_counter_vec!(
+            "bluelight_victim_deadlines_acks_consumed_total",
+            "Acknowledgement records read by the deadline tracker, by topic.",
+            &["topic"]
+        )
+        .expect("metric"),
+        commit: register_histogram!(
+            "bluelight_victim_deadlines_transaction_commit_seconds",
+            "Committing one deadline-tracker transaction.",
+            exponential_buckets(0.001, 2.0, 16).expect("buckets")
+        )
+        .expect("metric"),
+        aborts: register_int_counter_vec!(
+            "bluelight_victim_deadlines_transaction_aborts_total",
+            "Deadline-tracker transactions aborted, by reason.",
+            &["reason"]
+        )
+        .expect("metric"),
+        lag: register_int_gauge_vec!(
+            "bluelight_victim_deadlines_consumer_lag",
+            "Acknowledgement lag in records per assigned partition.",
+            &["topic", "partition"]
+        )
+        .expect("metric"),
+        paused: register_int_gauge!(
+            "bluelight_victim_deadlines_paused",
+            "1 while the tracker waits for room in its producer's queue."
+        )
+        .expect("metric"),
+        queue_full: register_int_counter!(
+            "bluelight_victim_deadlines_producer_queue_full_total",
+            "Times the tracker found its producer's queue full."
+        )
+        .expect("metric"),
+    },
+}
 });
 
 pub(crate) fn init() {
@@ -95,4 +184,8 @@ pub(crate) fn tx() -> crate::eos::TxMetrics {
         paused: METRICS.paused.clone(),
         queue_full: METRICS.queue_full.clone(),
     }
+}
+
+pub(crate) fn deadlines_tx() -> crate::eos::TxMetrics {
+    METRICS.deadlines.clone()
 }

@@ -4,21 +4,33 @@
 //! `feed.victim-update.v1`, one audit record per update (a disclosure to the notification
 //! service) and per opted-out victim (a decision to withhold), dead letters, and the offsets.
 //!
+//! The same transaction records each update as open on `state.victim-updates.v1`; the deadline
+//! tracker (its own thread, group and transactions) closes it on acknowledgement and raises its
+//! alerts.
+//!
 //! - `register.rs`: every victim's latest preferences, from `bl.victim.v1`;
+//! - `open.rs`: the updates still owed, as held in memory and on `state.victim-updates.v1`;
+//! - `deadlines.rs`: the tracker: acknowledgements close, alerts when due soon and overdue;
 //! - `metrics.rs`: the Prometheus series.
 
+pub mod deadlines;
 mod metrics;
+pub mod open;
 mod register;
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
 };
 
 use bluelight_avro::{
     Codec,
     records::{
-        CaseEvent, Disclosure, DisclosureKind, Envelope, EventType, Id, Timestamp, VictimUpdate,
+        CaseEvent, Disclosure, DisclosureKind, Envelope, EventType, Id, Timestamp,
+        VictimNotificationAck, VictimUpdate, VictimUpdateAlert,
     },
 };
 use bluelight_topics::KafkaArgs;
@@ -54,6 +66,8 @@ pub struct VictimUpdatesConfig {
     pub calendar: Calendar,
     /// Quoted in audit records: a digest of the rules in force.
     pub code_version: String,
+    /// How often the deadline tracker looks for alerts due.
+    pub scan_every: Duration,
 }
 
 impl VictimUpdatesConfig {
@@ -73,14 +87,18 @@ impl VictimUpdatesConfig {
             code,
             calendar,
             code_version,
+            scan_every: deadlines::DEFAULT_SCAN_EVERY,
         }
     }
 }
 
+/// Runs the case-event service, and the deadline tracker on a thread of its own, until `stop` is
+/// set or either fails. `open` is shared with the acknowledgement callback.
 pub fn run(
     cfg: VictimUpdatesConfig,
     codec: Arc<Codec>,
     rt: tokio::runtime::Handle,
+    open: Arc<open::OpenUpdates>,
     stop: Arc<AtomicBool>,
     status: Arc<Status>,
 ) -> Result<()> {
@@ -93,6 +111,12 @@ pub fn run(
                 .await?;
             codec
                 .register::<Disclosure>(&format!("{AUDIT_TOPIC}-value"))
+                .await?;
+            codec
+                .register::<VictimUpdateAlert>(&format!("{}-value", deadlines::ALERT_TOPIC))
+                .await?;
+            codec
+                .register::<VictimNotificationAck>(&format!("{}-value", deadlines::ACK_TOPIC))
                 .await
         })
         .map_err(Error::from)
@@ -100,11 +124,37 @@ pub fn run(
     status.set(Some("starting: reading bl.victim.v1".into()));
     let mut register = register::Register::start(&cfg.eos, &codec, &rt, &stop)?;
     tracing::info!(victims = register.len(), "victim register read");
+    let tracker_status = Arc::new(Status::default());
+    let tracker = {
+        let (cfg, codec, rt, open, stop, status) = (
+            cfg.clone(),
+            codec.clone(),
+            rt.clone(),
+            open.clone(),
+            stop.clone(),
+            tracker_status.clone(),
+        );
+        std::thread::Builder::new()
+            .name("victim-deadlines".into())
+            .spawn(move || deadlines::run(cfg, codec, rt, open, stop, status))
+            .map_err(|e| Error::Config(format!("starting the deadline tracker: {e}")))?
+    };
     let mut runner = Runner::start(cfg.eos.clone(), metrics::tx(), &stop, &status)?;
     status.set(None);
     tracing::info!(group = %cfg.eos.group, entitlements = cfg.code.entitlements.len(), "deciding victim updates from {CASE_TOPIC}");
     let mut out = Vec::with_capacity(1024);
     while !stop.load(Ordering::Relaxed) {
+        if tracker.is_finished() {
+            stop.store(true, Ordering::Relaxed);
+            return match tracker.join() {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(Error::Config("the deadline tracker panicked".into())),
+            };
+        }
+        if let Some(why) = tracker_status.get() {
+            status.set(Some(format!("deadline tracker: {why}")));
+        }
         register.follow(&codec, &rt);
         METRICS
             .victims
@@ -131,7 +181,10 @@ pub fn run(
         }
     }
     tracing::info!("stopping: the last transaction is committed");
-    Ok(())
+    match tracker.join() {
+        Ok(r) => r,
+        Err(_) => Err(Error::Config("the deadline tracker panicked".into())),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -183,6 +236,17 @@ fn transact(
                         .key(u.case_id.as_bytes())
                         .payload(out.as_slice())
                         .headers(headers.clone()),
+                    stop,
+                )?;
+                // Open until acknowledged: the tracker's record, in the same transaction.
+                let value = serde_json::to_vec(&open::Open::of(u)).map_err(|e| {
+                    Error::Config(format!("encoding open update {}: {e}", u.envelope.event_id))
+                })?;
+                runner.send(
+                    BaseRecord::to(open::STATE_TOPIC)
+                        .key(u.envelope.event_id.to_string().as_bytes())
+                        .payload(&value)
+                        .headers(open::headers(&cfg.eos.group)),
                     stop,
                 )?;
                 METRICS.updates.with_label_values(&[&u.right]).inc();
@@ -274,6 +338,14 @@ fn audit(cfg: &VictimUpdatesConfig, case: &CaseEvent, d: &Owed, now: Timestamp) 
         fields_transformed: Vec::new(),
         fields_withheld: withheld,
     }
+}
+
+/// Counts one answer of the HTTP acknowledgement callback.
+pub fn count_http_ack(status: u16) {
+    METRICS
+        .http_acks
+        .with_label_values(&[&status.to_string()])
+        .inc();
 }
 
 fn dead_letter(
