@@ -6,138 +6,16 @@ mod common;
 
 use std::time::Duration;
 
-use bluelight_avro::{
-    Codec,
-    records::{
-        CaseEvent, CaseVictim, ContactChannel, ContactPreferences, Disclosure, DisclosureKind,
-        EventType, Id, Timestamp, UpdateFrequency, VictimEvent, VictimUpdate, samples,
-    },
-};
+use bluelight_avro::records::{ContactChannel, Disclosure, DisclosureKind, EventType, Timestamp};
 use bluelight_topics::testing::unique;
 use common::{
-    client,
-    project::{producer, read_all},
-    start_registry, start_service,
+    project::read_all,
+    victims::{case, send, setup, start, updates_for, utc, victim},
 };
-use rdkafka::{
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
-    producer::FutureRecord,
-};
-
-fn london(s: &str) -> Timestamp {
-    let z: jiff::Zoned = format!("{s}[Europe/London]").parse().expect("time");
-    Timestamp(z.timestamp().as_millisecond())
-}
-
-fn utc(s: &str) -> Timestamp {
-    let t: jiff::Timestamp = s.parse().expect("utc");
-    Timestamp(t.as_millisecond())
-}
-
-fn victim(
-    victim_ref: &str,
-    enhanced: bool,
-    opted_out: bool,
-    channel: ContactChannel,
-) -> VictimEvent {
-    let mut v = samples::victim(EventType::VictimRegistered);
-    v.envelope.event_id = Id::random();
-    v.envelope.supersedes = None;
-    v.victim_ref = victim_ref.to_owned();
-    v.enhanced_rights = enhanced;
-    v.contact = ContactPreferences {
-        channel,
-        frequency: UpdateFrequency::EveryMilestone,
-        opted_out,
-    };
-    v
-}
-
-/// A case event at `at` (London) whose copy of the victims says: standard rights, by email.
-fn case(case_id: &str, victims: &[&str], t: EventType, at: &str) -> CaseEvent {
-    let mut c = samples::case(t);
-    c.envelope.event_id = Id::random();
-    c.envelope.occurred_at = london(at);
-    c.envelope.supersedes = None;
-    c.case_id = case_id.to_owned();
-    let template = c.victims[0].clone();
-    c.victims = victims
-        .iter()
-        .map(|v| CaseVictim {
-            victim_ref: (*v).to_owned(),
-            enhanced_rights: false,
-            contact: Some(ContactPreferences {
-                channel: ContactChannel::Email,
-                frequency: UpdateFrequency::EveryMilestone,
-                opted_out: false,
-            }),
-            ..template.clone()
-        })
-        .collect();
-    c
-}
-
-async fn send<T: bluelight_avro::records::CanonicalRecord>(codec: &Codec, topic: &str, r: &T) {
-    let payload = codec.encode(&format!("{topic}-value"), r).expect("encode");
-    producer()
-        .send(
-            FutureRecord::to(topic).key(r.key()).payload(&payload),
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("sent");
-}
-
-async fn updates_for(codec: &Codec, case_id: &str) -> Vec<VictimUpdate> {
-    let mut out = Vec::new();
-    for (key, payload, _) in read_all("feed.victim-update.v1", 1, Duration::from_secs(60)) {
-        if key == case_id {
-            out.push(
-                codec
-                    .decode::<VictimUpdate>(&payload)
-                    .await
-                    .expect("update decodes"),
-            );
-        }
-    }
-    out
-}
-
-async fn start(registry: &str, group: &str) -> common::Service {
-    start_service(&[
-        "victim-updates",
-        "--schema-registry",
-        registry,
-        "--group",
-        group,
-        "--transaction-timeout",
-        "10",
-    ])
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_domestic_abuse_case_owes_updates_by_their_deadlines_once_through_a_crash() {
-    let admin: AdminClient<DefaultClientContext> = client().create().expect("admin");
-    for (topic, compacted) in [
-        ("bl.case.v1", false),
-        ("bl.victim.v1", true),
-        ("feed.victim-update.v1", false),
-        ("audit.disclosure.v1", false),
-        ("dlq.victim-updates.v1", false),
-    ] {
-        let mut t = NewTopic::new(topic, 3, TopicReplication::Fixed(1));
-        if compacted {
-            t = t.set("cleanup.policy", "compact");
-        }
-        let _ = admin.create_topics([&t], &AdminOptions::new()).await;
-    }
-    let (registry, _) = start_registry().await;
-    let codec = Codec::new(&registry.url, Duration::from_secs(10)).expect("codec");
-    bluelight_avro::schemas::register_all(&codec)
-        .await
-        .expect("register");
+    let (registry, codec) = setup().await;
     let u = unique("");
     let (a, b, case_id) = (
         format!("victim-a-{u}"),

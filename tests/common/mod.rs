@@ -2,7 +2,9 @@
 //! random names, and Kafka clients for the test broker.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod notify;
 pub mod project;
+pub mod victims;
 
 use std::{
     net::TcpListener,

@@ -104,7 +104,13 @@ pub async fn run(
         let started = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
         for (i, m) in batch.iter().enumerate() {
-            let decoded = m.payload().map(|p| codec.decode_cached::<VictimUpdate>(p));
+            let decoded = match m.payload() {
+                None => None,
+                Some(p) => Some(decode(&codec, p, &stop, &status).await),
+            };
+            if decoded.as_ref().is_some_and(|d| d.is_err()) && stop.load(Ordering::Relaxed) {
+                break;
+            }
             let (client, url, stop, backoff) = (
                 client.clone(),
                 cfg.webhook.clone(),
@@ -115,7 +121,7 @@ pub async fn run(
             tasks.spawn(async move {
                 let out = match decoded {
                     None => Err("a record without a value".to_owned()),
-                    Some(Err(e)) => Err(e.to_string()),
+                    Some(Err(e)) => Err(e),
                     Some(Ok(u)) => {
                         let o = webhook::deliver(&client, &url, &u, backoff, &stop).await;
                         Ok((u, o))
@@ -124,6 +130,11 @@ pub async fn run(
                 METRICS.in_flight.dec();
                 (i, out)
             });
+        }
+        if stop.load(Ordering::Relaxed) {
+            // Nothing of this batch is stored; it is read again on restart.
+            tasks.abort_all();
+            break;
         }
         let mut results = Vec::with_capacity(batch.len());
         while let Some(r) = tasks.join_next().await {
@@ -187,6 +198,29 @@ pub async fn run(
     }
     tracing::info!("stopping: acknowledged updates are committed");
     Ok(())
+}
+
+/// Decodes an update, fetching its writer schema once; waits out a registry that is away (an
+/// error for which that cannot help is returned, for the dead-letter topic).
+async fn decode(
+    codec: &Codec,
+    payload: &[u8],
+    stop: &AtomicBool,
+    status: &Status,
+) -> std::result::Result<VictimUpdate, String> {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match codec.decode::<VictimUpdate>(payload).await {
+            Ok(u) => return Ok(u),
+            Err(e) if e.retryable() && !stop.load(Ordering::Relaxed) => {
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "decoding an update");
+                status.set(Some(format!("schema registry: {e}")));
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
 }
 
 /// Up to `max` records: waits for the first, then takes what is ready within 100 ms.

@@ -55,6 +55,8 @@ pub const CASE_TOPIC: &str = "bl.case.v1";
 /// The recipient named in audit records: the victim notification service reading the feed.
 pub const RECIPIENT: &str = "victim-notification-service";
 const DISCLOSED_BY: &str = "bluelight-victim-updates";
+/// Prefixes the tracker's reasons in readiness.
+const TRACKER: &str = "deadline tracker";
 
 /// Audit ids are UUIDv5 of the update (or of the withheld decision), so a replay repeats them.
 const AUDIT_NAMESPACE: Uuid = Uuid::from_u128(0x9d3e_2f41_7a6b_4c58_8e9f_0a1b_2c3d_4e5f);
@@ -152,8 +154,11 @@ pub fn run(
                 Err(_) => Err(Error::Config("the deadline tracker panicked".into())),
             };
         }
-        if let Some(why) = tracker_status.get() {
-            status.set(Some(format!("deadline tracker: {why}")));
+        // Ready when both halves are: the tracker's reason shows while it has one.
+        match tracker_status.get() {
+            Some(why) => status.set(Some(format!("{TRACKER}: {why}"))),
+            None if status.get().is_some_and(|s| s.starts_with(TRACKER)) => status.set(None),
+            None => {}
         }
         register.follow(&codec, &rt);
         METRICS
