@@ -193,6 +193,30 @@ pub fn victim_update() -> VictimUpdate {
     }
 }
 
+pub fn victim_ack() -> VictimNotificationAck {
+    VictimNotificationAck {
+        envelope: envelope(EventType::VictimNotified, "notify"),
+        update_id: Id::random(),
+        case_id: "CRIME-2026-000123".into(),
+        right: "6".into(),
+        delivered_at: Timestamp(T0.0 + 3_600_000),
+        channel: ContactChannel::Sms,
+        notifier: "bluelight-notify".into(),
+    }
+}
+
+pub fn victim_alert(event_type: EventType) -> VictimUpdateAlert {
+    VictimUpdateAlert {
+        envelope: envelope(event_type, "victim-updates"),
+        update_id: Id::random(),
+        victim_ref: "crm:victim:42".into(),
+        case_id: "CRIME-2026-000123".into(),
+        right: "6".into(),
+        due_by: Timestamp(T0.0 + 86_400_000),
+        template_id: "right6-charged".into(),
+    }
+}
+
 pub fn disclosure() -> Disclosure {
     Disclosure {
         envelope: envelope(EventType::DisclosureRecorded, "project"),
