@@ -1,18 +1,10 @@
 //! `bluelight notify`: wiring for the reference notification client (the work is in
 //! `bluelight_consumers::notify`).
 
-use std::{
-    net::SocketAddr,
-    process::ExitCode,
-    sync::{Arc, atomic::AtomicBool},
-    time::Duration,
-};
+use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 
-use anyhow::{Context, bail};
-use bluelight_consumers::{
-    eos::Status,
-    notify::{self, Backoff, NotifyConfig},
-};
+use anyhow::bail;
+use bluelight_consumers::notify::{self, Backoff, NotifyConfig};
 use bluelight_topics::KafkaArgs;
 use clap::Args;
 
@@ -130,27 +122,12 @@ impl NotifyCommand {
                 max: Duration::from_secs(self.retry_max.max(1)),
             },
         };
-        let stop = Arc::new(AtomicBool::new(false));
-        let status = Arc::new(Status::default());
-        status.set(Some("starting".into()));
-        let worker = {
-            let (stop, status, rt) = (
-                stop.clone(),
-                status.clone(),
-                tokio::runtime::Handle::current(),
-            );
-            std::thread::Builder::new()
-                .name("notify".into())
-                .spawn(move || rt.block_on(notify::run(cfg, codec, stop, status)))
-                .context("starting the notifier")?
-        };
         ops::serve_worker(
             self.listen,
             axum::Router::new(),
-            worker,
-            stop,
-            status,
+            "notify",
             "the notifier",
+            move |rt, stop, status| rt.block_on(notify::run(cfg, codec, stop, status)),
         )
         .await
     }

@@ -88,17 +88,40 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// Serves the ops routes (and `extra`) of a service whose work runs on its own thread, until that thread ends
-/// or Ctrl-C/SIGTERM asks it to stop (it then finishes its transaction first). Readiness is
-/// `status`: ready, or why not.
-pub async fn serve_worker(
+/// Runs a service whose work is blocking (`work`, on its own thread named `name`, with the
+/// runtime's handle for the async calls it makes) and serves the ops routes and `extra` until
+/// the work ends or Ctrl-C/SIGTERM asks it to stop (it then finishes its transaction first).
+/// Readiness is the work's status: "starting" until it says otherwise.
+pub async fn serve_worker<F>(
     listen: SocketAddr,
     extra: Router,
-    worker: std::thread::JoinHandle<bluelight_consumers::Result<()>>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    status: std::sync::Arc<bluelight_consumers::eos::Status>,
+    name: &'static str,
     what: &'static str,
-) -> anyhow::Result<std::process::ExitCode> {
+    work: F,
+) -> anyhow::Result<std::process::ExitCode>
+where
+    F: FnOnce(
+            tokio::runtime::Handle,
+            std::sync::Arc<std::sync::atomic::AtomicBool>,
+            std::sync::Arc<bluelight_consumers::eos::Status>,
+        ) -> bluelight_consumers::Result<()>
+        + Send
+        + 'static,
+{
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let status = std::sync::Arc::new(bluelight_consumers::eos::Status::default());
+    status.set(Some("starting".into()));
+    let worker = {
+        let (stop, status, rt) = (
+            stop.clone(),
+            status.clone(),
+            tokio::runtime::Handle::current(),
+        );
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || work(rt, stop, status))
+            .with_context(|| format!("starting {what}"))?
+    };
     let ready: Readiness = std::sync::Arc::new(move || status.get().map_or(Ok(()), Err));
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let stopper = stop.clone();

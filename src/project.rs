@@ -1,16 +1,10 @@
 //! `bluelight project`: wiring for the projector service (the work is in
 //! `bluelight_consumers::project::service`).
 
-use std::{
-    net::SocketAddr,
-    path::PathBuf,
-    process::ExitCode,
-    sync::{Arc, atomic::AtomicBool},
-    time::Duration,
-};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
-use bluelight_consumers::project::service::{self, ProjectConfig, Status};
+use bluelight_consumers::project::service::{self, ProjectConfig};
 use bluelight_topics::KafkaArgs;
 use clap::Args;
 
@@ -155,27 +149,12 @@ impl ProjectCommand {
         cfg.replication_factor = self.replication_factor;
         cfg.eos.timeout = Duration::from_secs(self.transaction_timeout.max(1));
 
-        let stop = Arc::new(AtomicBool::new(false));
-        let status = Arc::new(Status::default());
-        status.set(Some("starting".into()));
-        let worker = {
-            let (stop, status, rt) = (
-                stop.clone(),
-                status.clone(),
-                tokio::runtime::Handle::current(),
-            );
-            std::thread::Builder::new()
-                .name("project".into())
-                .spawn(move || service::run(cfg, codec, rt, stop, status))
-                .context("starting the projector thread")?
-        };
         ops::serve_worker(
             self.listen,
             axum::Router::new(),
-            worker,
-            stop,
-            status,
+            "project",
             "the projector",
+            move |rt, stop, status| service::run(cfg, codec, rt, stop, status),
         )
         .await
     }

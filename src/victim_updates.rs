@@ -1,13 +1,7 @@
 //! `bluelight victim-updates`: wiring for the Victims' Code service (the work is in
 //! `bluelight_consumers::victims`).
 
-use std::{
-    net::SocketAddr,
-    path::PathBuf,
-    process::ExitCode,
-    sync::{Arc, atomic::AtomicBool},
-    time::Duration,
-};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
 use axum::{
@@ -23,7 +17,7 @@ use bluelight_avro::{
 use bluelight_consumers::victims::{
     Calendar, VictimsCode,
     service::{
-        self, Status, VictimUpdatesConfig,
+        self, VictimUpdatesConfig,
         deadlines::{ACK_TOPIC, DEFAULT_SCAN_EVERY},
         open::OpenUpdates,
     },
@@ -151,9 +145,6 @@ impl VictimUpdatesCommand {
         cfg.eos.group = self.group;
         cfg.eos.timeout = Duration::from_secs(self.transaction_timeout.max(1));
 
-        let stop = Arc::new(AtomicBool::new(false));
-        let status = Arc::new(Status::default());
-        status.set(Some("starting".into()));
         let open = Arc::new(OpenUpdates::default());
         let callback = Router::new()
             .route("/v1/victim-updates/{update_id}/delivered", post(delivered))
@@ -162,24 +153,12 @@ impl VictimUpdatesCommand {
                 codec: codec.clone(),
                 producer: acks,
             });
-        let worker = {
-            let (stop, status, rt) = (
-                stop.clone(),
-                status.clone(),
-                tokio::runtime::Handle::current(),
-            );
-            std::thread::Builder::new()
-                .name("victim-updates".into())
-                .spawn(move || service::run(cfg, codec, rt, open, stop, status))
-                .context("starting the victim-updates thread")?
-        };
         ops::serve_worker(
             self.listen,
             callback,
-            worker,
-            stop,
-            status,
+            "victim-updates",
             "the victim-updates service",
+            move |rt, stop, status| service::run(cfg, codec, rt, open, stop, status),
         )
         .await
     }

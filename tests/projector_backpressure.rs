@@ -8,20 +8,17 @@ use std::time::{Duration, Instant};
 
 use bluelight_topics::testing::unique;
 use common::{
-    Paused,
+    Paused, metric_sum,
     project::{assert_each_once, producer, publish, rtcs, setup, start_projector},
     rss_kib,
 };
 
-async fn disclosed(url: &str) -> f64 {
-    let Ok(r) = reqwest::get(format!("{url}/metrics")).await else {
-        return 0.0;
-    };
-    let text = r.text().await.unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with("bluelight_projector_disclosures_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+/// Disclosures the projector has counted (committed or not), to recipients whose label
+/// contains `recipient`; 0 while /metrics does not answer.
+async fn disclosed(url: &str, recipient: &str) -> f64 {
+    metric_sum(url, "bluelight_projector_disclosures_total", recipient)
+        .await
+        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -38,7 +35,7 @@ async fn a_stalled_broker_keeps_the_projectors_memory_flat_and_loses_nothing() {
     let mut projector = start_projector(&s, &unique("project-")).await;
     let pid = projector.child.id();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while disclosed(&projector.url).await < 1.0 {
+    while disclosed(&projector.url, "").await < 1.0 {
         assert!(Instant::now() < deadline, "no disclosure within 60 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -74,25 +71,13 @@ async fn a_stalled_broker_keeps_the_projectors_memory_flat_and_loses_nothing() {
 
     // Progress, and a projector that died, are reported as they happen: a failure here says
     // whether the service stopped, stalled, or was merely slow.
-    let fire = |text: &str| -> f64 {
-        text.lines()
-            .filter(|l| {
-                l.starts_with("bluelight_projector_disclosures_total") && l.contains(&s.fire)
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
     let resumed = Instant::now();
     let mut last_report = Instant::now();
     loop {
         if let Ok(Some(status)) = projector.child.try_wait() {
             panic!("the projector exited ({status}) after the broker came back; its log is above");
         }
-        let text = match reqwest::get(format!("{}/metrics", projector.url)).await {
-            Ok(r) => r.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        let done = fire(&text);
+        let done = disclosed(&projector.url, &s.fire).await;
         if done >= BACKLOG as f64 {
             break;
         }

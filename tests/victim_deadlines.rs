@@ -17,24 +17,16 @@ use bluelight_avro::{
 };
 use bluelight_topics::testing::unique;
 use common::{
-    Service,
+    Service, metric_sum,
     notify::{notifier, provider},
     project::read_all,
     victims::{case, send, setup, start, updates_for, victim},
 };
 
-/// The sum of a metric's series, from a service's /metrics.
 async fn metric(service: &Service, name: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", service.url))
+    metric_sum(&service.url, name, "")
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .expect("/metrics answers")
 }
 
 async fn wait_metric(service: &Service, name: &str, want: f64) {
@@ -57,7 +49,12 @@ async fn wait_metric(service: &Service, name: &str, want: f64) {
 async fn settled(service: &Service, name: &str) -> f64 {
     let mut last = metric(service, name).await;
     let mut still = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
     while still < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "{name} still changing after 60 s"
+        );
         tokio::time::sleep(Duration::from_secs(1)).await;
         let now = metric(service, name).await;
         still = if (now - last).abs() < f64::EPSILON {

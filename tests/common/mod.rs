@@ -112,22 +112,56 @@ pub async fn start_registry() -> (Service, String) {
     (start_service(&["registry", "--topic", &topic]).await, topic)
 }
 
-/// Creates the canonical topics the ingest service writes to, if missing (3 partitions each).
-pub async fn ensure_canonical_topics() {
+/// Creates topics the services use by their catalogue names (3 partitions each; `true` for
+/// compacted), if missing: another test may have made them already.
+pub async fn ensure_topics(topics: &[(&str, bool)]) {
     let admin: AdminClient<DefaultClientContext> = client().create().expect("admin");
-    for (topic, compacted) in [
+    for (topic, compacted) in topics {
+        let mut t = NewTopic::new(topic, 3, TopicReplication::Fixed(1));
+        if *compacted {
+            t = t.set("cleanup.policy", "compact");
+        }
+        let _ = admin.create_topics([&t], &AdminOptions::new()).await;
+    }
+}
+
+/// Creates the canonical topics the ingest service writes to, if missing.
+pub async fn ensure_canonical_topics() {
+    ensure_topics(&[
         ("bl.incident.v1", false),
         ("bl.case.v1", false),
         ("bl.victim.v1", true),
         ("dlq.ingest.v1", false),
-    ] {
-        let mut t = NewTopic::new(topic, 3, TopicReplication::Fixed(1));
-        if compacted {
-            t = t.set("cleanup.policy", "compact");
-        }
-        // Already existing (another test made it) is fine.
-        let _ = admin.create_topics([&t], &AdminOptions::new()).await;
-    }
+    ])
+    .await;
+}
+
+/// A registry on its own topic with every canonical schema registered, and a codec for it.
+pub async fn registry_with_schemas() -> (Service, bluelight_avro::Codec) {
+    let (registry, _) = start_registry().await;
+    let codec = bluelight_avro::Codec::new(&registry.url, Duration::from_secs(10)).expect("codec");
+    bluelight_avro::schemas::register_all(&codec)
+        .await
+        .expect("register");
+    (registry, codec)
+}
+
+/// The sum of metric `name`'s series whose line contains `label` ("" for all), from a service's
+/// /metrics; `None` while it does not answer.
+pub async fn metric_sum(url: &str, name: &str, label: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    Some(
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter(|l| l.contains(label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum(),
+    )
 }
 
 /// Resumes a SIGSTOPped process however the test ends.

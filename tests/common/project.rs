@@ -10,14 +10,12 @@ use bluelight_avro::{
 use bluelight_topics::testing::unique;
 use rdkafka::{
     Message,
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
     consumer::{BaseConsumer, Consumer},
     message::Headers,
     producer::{FutureProducer, FutureRecord},
 };
 
-use super::{Service, client, start_registry, start_service};
+use super::{Service, client, ensure_topics, registry_with_schemas, start_service};
 
 pub const AGREEMENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/agreements");
 
@@ -33,26 +31,16 @@ pub struct Setup {
 }
 
 pub async fn setup(name: &str) -> Setup {
-    let admin: AdminClient<DefaultClientContext> = client().create().expect("admin");
-    for (topic, compacted) in [
+    ensure_topics(&[
         ("bl.incident.v1", false),
         ("bl.case.v1", false),
         ("bl.victim.v1", true),
         ("audit.disclosure.v1", false),
         ("dlq.projector.v1", false),
         ("state.disclosures.v1", true),
-    ] {
-        let mut t = NewTopic::new(topic, 3, TopicReplication::Fixed(1));
-        if compacted {
-            t = t.set("cleanup.policy", "compact");
-        }
-        let _ = admin.create_topics([&t], &AdminOptions::new()).await;
-    }
-    let (registry, _) = start_registry().await;
-    let codec = Codec::new(&registry.url, Duration::from_secs(10)).expect("codec");
-    bluelight_avro::schemas::register_all(&codec)
-        .await
-        .expect("register");
+    ])
+    .await;
+    let (registry, codec) = registry_with_schemas().await;
     let u = unique(name);
     let controller = format!("police-{u}");
     let fire = format!("fire-{u}");

@@ -9,16 +9,12 @@ use bluelight_avro::{
         UpdateFrequency, VictimEvent, VictimUpdate, samples,
     },
 };
-use rdkafka::{
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
-    producer::FutureRecord,
-};
+use rdkafka::producer::FutureRecord;
 
 use super::{
-    Service, client,
+    Service, ensure_topics,
     project::{producer, read_all},
-    start_registry, start_service,
+    registry_with_schemas, start_service,
 };
 
 pub fn london(s: &str) -> Timestamp {
@@ -119,8 +115,7 @@ pub async fn start(registry: &str, group: &str) -> Service {
 /// The topics the victim-updates path reads and writes (3 partitions each on the test broker),
 /// a registry on its own topic, and every canonical schema registered.
 pub async fn setup() -> (Service, Codec) {
-    let admin: AdminClient<DefaultClientContext> = client().create().expect("admin");
-    for (topic, compacted) in [
+    ensure_topics(&[
         ("bl.case.v1", false),
         ("bl.victim.v1", true),
         ("feed.victim-update.v1", false),
@@ -130,17 +125,8 @@ pub async fn setup() -> (Service, Codec) {
         ("bl.victim-notification-ack.v1", false),
         ("feed.victim-update-overdue.v1", false),
         ("dlq.notify.v1", false),
-    ] {
-        let mut t = NewTopic::new(topic, 3, TopicReplication::Fixed(1));
-        if compacted {
-            t = t.set("cleanup.policy", "compact");
-        }
-        let _ = admin.create_topics([&t], &AdminOptions::new()).await;
-    }
-    let (registry, _) = start_registry().await;
-    let codec = Codec::new(&registry.url, Duration::from_secs(10)).expect("codec");
-    bluelight_avro::schemas::register_all(&codec)
-        .await
-        .expect("register");
+    ])
+    .await;
+    let (registry, codec) = registry_with_schemas().await;
     (registry, codec)
 }

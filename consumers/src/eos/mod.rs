@@ -30,7 +30,7 @@ use rdkafka::{
     consumer::{BaseConsumer, ConsumerContext, Rebalance},
     error::KafkaError,
 };
-pub use runner::{Input, Polled, Runner, TxProducer};
+pub use runner::{Input, Polled, Runner, TxProducer, dead_letter_headers};
 
 use crate::{Error, Result};
 

@@ -230,30 +230,8 @@ impl Runner {
             topic = %m.topic, partition = m.partition, offset = m.offset, reason,
             "to {dlq}: {detail}"
         );
-        let partition = m.partition.to_string();
-        let offset = m.offset.to_string();
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "bl-error",
-                value: Some(detail.as_bytes()),
-            })
-            .insert(Header {
-                key: "bl-reason",
-                value: Some(reason.as_bytes()),
-            })
-            .insert(Header {
-                key: "bl-source-topic",
-                value: Some(m.topic.as_bytes()),
-            })
-            .insert(Header {
-                key: "bl-source-partition",
-                value: Some(partition.as_bytes()),
-            })
-            .insert(Header {
-                key: "bl-source-offset",
-                value: Some(offset.as_bytes()),
-            })
-            .insert(Header {
+        let headers =
+            dead_letter_headers(reason, detail, &m.topic, m.partition, m.offset).insert(Header {
                 key: "bl-projector-group",
                 value: Some(self.cfg.group.as_bytes()),
             });
@@ -421,6 +399,37 @@ enum Aborted {
 
 /// More fencings than this in a minute means a twin instance, not a broker that came back.
 const TWIN_FENCES: usize = 5;
+
+/// The headers every dead letter carries: why, and where the record came from.
+pub fn dead_letter_headers(
+    reason: &str,
+    detail: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header {
+            key: "bl-error",
+            value: Some(detail),
+        })
+        .insert(Header {
+            key: "bl-reason",
+            value: Some(reason),
+        })
+        .insert(Header {
+            key: "bl-source-topic",
+            value: Some(topic),
+        })
+        .insert(Header {
+            key: "bl-source-partition",
+            value: Some(&partition.to_string()),
+        })
+        .insert(Header {
+            key: "bl-source-offset",
+            value: Some(&offset.to_string()),
+        })
+}
 
 fn input(m: &BorrowedMessage<'_>) -> Input {
     let traceparent = m.headers().and_then(|h| {

@@ -27,18 +27,24 @@ use bluelight_topics::KafkaArgs;
 use rdkafka::{
     Message, Offset, TopicPartitionList,
     consumer::{CommitMode, Consumer, StreamConsumer},
-    message::{Header, OwnedHeaders, OwnedMessage},
+    message::{OwnedHeaders, OwnedMessage},
     producer::{FutureProducer, FutureRecord},
 };
 use uuid::Uuid;
 
-use crate::{Error, Result, eos::Status};
+use crate::{
+    Error, Result,
+    eos::{Status, dead_letter_headers},
+};
 use metrics::METRICS;
 pub use webhook::{Backoff, Outcome};
 
 pub const FEED_TOPIC: &str = "feed.victim-update.v1";
 pub const ACK_TOPIC: &str = "bl.victim-notification-ack.v1";
 pub const DLQ_TOPIC: &str = "dlq.notify.v1";
+
+/// A record to write: topic, key, value, headers.
+type Outgoing = (&'static str, String, Vec<u8>, Option<OwnedHeaders>);
 
 /// Acknowledgement ids are UUIDv5 of the update: a repeated acknowledgement has the same id.
 const ACK_NAMESPACE: Uuid = Uuid::from_u128(0x7c2e_9a14_3b5d_4f60_8a1b_2c3d_4e5f_6a7b);
@@ -102,41 +108,42 @@ pub async fn run(
             continue;
         }
         let started = Instant::now();
+        // What each record came to: an update and how its delivery ended, or why it cannot be
+        // read (for the dead-letter topic).
+        let mut results = Vec::with_capacity(batch.len());
         let mut tasks = tokio::task::JoinSet::new();
         for (i, m) in batch.iter().enumerate() {
-            let decoded = match m.payload() {
-                None => None,
-                Some(p) => Some(decode(&codec, p, &stop, &status).await),
+            let update = match m.payload() {
+                None => Err("a record without a value".to_owned()),
+                Some(p) => decode(&codec, p, &stop, &status).await,
             };
-            if decoded.as_ref().is_some_and(|d| d.is_err()) && stop.load(Ordering::Relaxed) {
+            match update {
+                Ok(u) => {
+                    let (client, url, stop, backoff) = (
+                        client.clone(),
+                        cfg.webhook.clone(),
+                        stop.clone(),
+                        cfg.backoff,
+                    );
+                    METRICS.in_flight.inc();
+                    tasks.spawn(async move {
+                        let o = webhook::deliver(&client, &url, &u, backoff, &stop).await;
+                        METRICS.in_flight.dec();
+                        (i, Ok((u, o)))
+                    });
+                }
+                Err(why) => results.push((i, Err(why))),
+            }
+            if stop.load(Ordering::Relaxed) {
                 break;
             }
-            let (client, url, stop, backoff) = (
-                client.clone(),
-                cfg.webhook.clone(),
-                stop.clone(),
-                cfg.backoff,
-            );
-            METRICS.in_flight.inc();
-            tasks.spawn(async move {
-                let out = match decoded {
-                    None => Err("a record without a value".to_owned()),
-                    Some(Err(e)) => Err(e),
-                    Some(Ok(u)) => {
-                        let o = webhook::deliver(&client, &url, &u, backoff, &stop).await;
-                        Ok((u, o))
-                    }
-                };
-                METRICS.in_flight.dec();
-                (i, out)
-            });
         }
         if stop.load(Ordering::Relaxed) {
             // Nothing of this batch is stored; it is read again on restart.
             tasks.abort_all();
+            METRICS.in_flight.set(0);
             break;
         }
-        let mut results = Vec::with_capacity(batch.len());
         while let Some(r) = tasks.join_next().await {
             match r {
                 Ok(r) => results.push(r),
@@ -151,7 +158,7 @@ pub async fn run(
             // Nothing of this batch is stored: what was delivered is asked again (same key).
             break;
         }
-        let mut records: Vec<(&'static str, String, Vec<u8>, Option<OwnedHeaders>)> = Vec::new();
+        let mut records: Vec<Outgoing> = Vec::new();
         let mut delivered = Vec::new();
         for (i, r) in &results {
             let m = &batch[*i];
@@ -249,7 +256,7 @@ async fn poll_batch(consumer: &StreamConsumer, max: usize, stop: &AtomicBool) ->
 /// stored only once its acknowledgement is safe.
 async fn write_all(
     producer: &FutureProducer,
-    records: &[(&'static str, String, Vec<u8>, Option<OwnedHeaders>)],
+    records: &[Outgoing],
     stop: &AtomicBool,
     status: &Status,
 ) -> Result<()> {
@@ -312,11 +319,7 @@ fn acknowledgement(u: &VictimUpdate, notifier: &str) -> VictimNotificationAck {
     }
 }
 
-fn dead_letter(
-    m: &OwnedMessage,
-    reason: &'static str,
-    detail: &str,
-) -> (&'static str, String, Vec<u8>, Option<OwnedHeaders>) {
+fn dead_letter(m: &OwnedMessage, reason: &'static str, detail: &str) -> Outgoing {
     METRICS.dead_letters.with_label_values(&[reason]).inc();
     tracing::warn!(
         partition = m.partition(),
@@ -324,28 +327,7 @@ fn dead_letter(
         reason,
         "to {DLQ_TOPIC}: {detail}"
     );
-    let (partition, offset) = (m.partition().to_string(), m.offset().to_string());
-    let headers = OwnedHeaders::new()
-        .insert(Header {
-            key: "bl-error",
-            value: Some(detail.as_bytes()),
-        })
-        .insert(Header {
-            key: "bl-reason",
-            value: Some(reason.as_bytes()),
-        })
-        .insert(Header {
-            key: "bl-source-topic",
-            value: Some(FEED_TOPIC.as_bytes()),
-        })
-        .insert(Header {
-            key: "bl-source-partition",
-            value: Some(partition.as_bytes()),
-        })
-        .insert(Header {
-            key: "bl-source-offset",
-            value: Some(offset.as_bytes()),
-        });
+    let headers = dead_letter_headers(reason, detail, FEED_TOPIC, m.partition(), m.offset());
     (
         DLQ_TOPIC,
         String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),

@@ -72,22 +72,33 @@ pub fn run(
         open = open.lock().len(),
         "open victim updates rebuilt from {STATE_TOPIC}"
     );
-    let eos = eos_config(&cfg);
-    let mut runner = Runner::start(eos.clone(), super::metrics::deadlines_tx(), &stop, &status)?;
+    let mut runner = Runner::start(
+        eos_config(&cfg),
+        super::metrics::deadlines_tx(),
+        &stop,
+        &status,
+    )?;
     status.set(None);
     let warning_ms = i64::from(cfg.code.warning_hours) * 3_600_000;
     let mut last_scan = Instant::now() - cfg.scan_every;
-    let mut owned_before = BTreeSet::new();
+    // The acknowledgement partitions held at the last scan, and the state partitions they own.
+    let (mut acks_before, mut owned) = (BTreeSet::new(), BTreeSet::new());
     let mut out = Vec::with_capacity(512);
     while !stop.load(Ordering::Relaxed) {
         follower.apply(|m| open.apply(&group, m));
         if last_scan.elapsed() >= cfg.scan_every {
             last_scan = Instant::now();
-            let owned = owned(&runner, &follower);
-            if owned != owned_before {
-                // Partitions moved here: their last owner's alerts must be known before ours.
-                follower.catch_up(|m| open.apply(&group, m));
-                owned_before = owned.clone();
+            let acks = runner.assigned(ACK_TOPIC);
+            if acks != acks_before {
+                // Until the partition count can be read, the last ownership stands; the next
+                // scan tries again.
+                let n = runner.partition_count(ACK_TOPIC);
+                if n > 0 {
+                    // Partitions moved here: their last owner's alerts must be known first.
+                    owned = owned_by(&acks, n, &follower);
+                    follower.catch_up(|m| open.apply(&group, m));
+                    acks_before = acks;
+                }
             }
             if let Err(e) = alert(
                 &cfg, &runner, &codec, &open, &owned, warning_ms, &mut out, &stop,
@@ -126,10 +137,9 @@ pub fn run(
     Ok(())
 }
 
-/// The state partitions whose alerts are this instance's.
-fn owned(runner: &Runner, follower: &Follower) -> BTreeSet<i32> {
-    let acks = runner.assigned(ACK_TOPIC);
-    let n = runner.partition_count(ACK_TOPIC).max(1);
+/// The state partitions whose alerts are the holder of acknowledgement partitions `acks` (of
+/// `n`): partition `p` belongs to whoever holds `p mod n`.
+fn owned_by(acks: &BTreeSet<i32>, n: i32, follower: &Follower) -> BTreeSet<i32> {
     follower
         .partitions()
         .iter()
