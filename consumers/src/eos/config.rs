@@ -49,6 +49,13 @@ impl EosConfig {
         }
     }
 
+    /// The longest one blocking Kafka call (commit, abort, offsets, metadata) may wait. Calls
+    /// that time out are resumed in a loop that checks for a stop request, so a service asked
+    /// to stop while the broker is away does so within this, not within `timeout`.
+    pub fn step_timeout(&self) -> Duration {
+        self.timeout.min(Duration::from_secs(5))
+    }
+
     /// The settings every client of the service shares (brokers, TLS, SASL, client id).
     pub fn base(&self) -> Result<ClientConfig> {
         self.kafka

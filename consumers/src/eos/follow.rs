@@ -138,8 +138,13 @@ impl Follower {
             .partitions
             .iter()
             .filter_map(|p| {
+                // One budget for all partitions: a broker that is away costs `timeout`, once.
+                let left = self.timeout.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    return None;
+                }
                 self.consumer
-                    .fetch_watermarks(&self.topic, *p, self.timeout)
+                    .fetch_watermarks(&self.topic, *p, left)
                     .ok()
                     .map(|(_, high)| (*p, high))
             })

@@ -99,7 +99,7 @@ impl Runner {
     /// How many partitions `topic` has (0 when its metadata cannot be read now).
     pub fn partition_count(&self, topic: &str) -> i32 {
         self.consumer
-            .fetch_metadata(Some(topic), self.cfg.timeout)
+            .fetch_metadata(Some(topic), self.cfg.step_timeout())
             .ok()
             .and_then(|m| m.topics().first().map(|t| t.partitions().len()))
             .and_then(|n| i32::try_from(n).ok())
@@ -263,7 +263,7 @@ impl Runner {
     /// Commits a transaction that consumed nothing (e.g. announcements of its own).
     pub fn commit_alone(&self, stop: &AtomicBool) -> Result<()> {
         retry_txn(stop, "committing", || {
-            self.producer.commit_transaction(self.cfg.timeout)
+            self.producer.commit_transaction(self.cfg.step_timeout())
         })
     }
 
@@ -276,11 +276,11 @@ impl Runner {
                 .ok_or_else(|| Error::Kafka("no consumer group metadata".into()))?;
             retry_txn(stop, "sending offsets", || {
                 self.producer
-                    .send_offsets_to_transaction(tpl, &group, self.cfg.timeout)
+                    .send_offsets_to_transaction(tpl, &group, self.cfg.step_timeout())
             })?;
         }
         retry_txn(stop, "committing", || {
-            self.producer.commit_transaction(self.cfg.timeout)
+            self.producer.commit_transaction(self.cfg.step_timeout())
         })?;
         self.metrics.commit.observe(started.elapsed().as_secs_f64());
         Ok(())
@@ -329,7 +329,7 @@ impl Runner {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match self.producer.abort_transaction(self.cfg.timeout) {
+            match self.producer.abort_transaction(self.cfg.step_timeout()) {
                 Ok(()) => return Ok(Aborted::Done),
                 Err(e) if e.to_string().contains("fenced") => return Ok(Aborted::Fenced),
                 Err(e) if is_fatal(&e) => return Ok(Aborted::Unusable),
@@ -353,8 +353,13 @@ impl Runner {
     /// Starts every assigned partition again at the group's committed offset. When the offsets
     /// cannot be read or sought (the group coordinator still loading after the broker came back,
     /// say), a new consumer takes over: it starts at the committed offsets by itself. Either
-    /// way nothing is skipped and the service stays up.
+    /// way nothing is skipped and the service stays up. A service that is stopping skips it: its
+    /// next start reads the committed offsets.
     fn rewind(&mut self, stop: &AtomicBool, status: &Status) -> Result<()> {
+        if stop.load(Ordering::Relaxed) {
+            // Stopping: the next start reads the committed offsets anyway.
+            return Ok(());
+        }
         let mut wait = Duration::from_millis(200);
         let mut last = String::new();
         for _ in 0..3 {
@@ -375,7 +380,7 @@ impl Runner {
     }
 
     fn seek_to_committed(&self) -> KafkaResult<()> {
-        let timeout = self.cfg.timeout;
+        let timeout = self.cfg.step_timeout();
         let committed = self.consumer.committed(timeout)?;
         for e in committed.elements() {
             let to = match e.offset() {
@@ -450,7 +455,9 @@ fn input(m: &BorrowedMessage<'_>) -> Input {
 fn new_producer(cfg: &EosConfig, stop: &AtomicBool, status: &Status) -> Result<TxProducer> {
     let producer: TxProducer = cfg.producer_config()?.create().map_err(kafka)?;
     retry_until(stop, status, "initialising transactions", || {
-        producer.init_transactions(cfg.timeout).map_err(kafka)
+        producer
+            .init_transactions(cfg.step_timeout())
+            .map_err(kafka)
     })?;
     Ok(producer)
 }

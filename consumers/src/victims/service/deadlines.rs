@@ -81,25 +81,27 @@ pub fn run(
     status.set(None);
     let warning_ms = i64::from(cfg.code.warning_hours) * 3_600_000;
     let mut last_scan = Instant::now() - cfg.scan_every;
-    // The acknowledgement partitions held at the last scan, and the state partitions they own.
+    // The acknowledgement partitions held, and the state partitions they own.
     let (mut acks_before, mut owned) = (BTreeSet::new(), BTreeSet::new());
     let mut out = Vec::with_capacity(512);
     while !stop.load(Ordering::Relaxed) {
         follower.apply(|m| open.apply(&group, m));
+        let acks = runner.assigned(ACK_TOPIC);
+        if acks != acks_before {
+            // Until the partition count can be read, the last ownership stands; the next turn
+            // tries again.
+            let n = runner.partition_count(ACK_TOPIC);
+            if n > 0 {
+                // Partitions moved here: their last owner's alerts must be known first; then
+                // scan at once rather than a whole interval later.
+                owned = owned_by(&acks, n, &follower);
+                follower.catch_up(|m| open.apply(&group, m));
+                acks_before = acks;
+                last_scan = Instant::now() - cfg.scan_every;
+            }
+        }
         if last_scan.elapsed() >= cfg.scan_every {
             last_scan = Instant::now();
-            let acks = runner.assigned(ACK_TOPIC);
-            if acks != acks_before {
-                // Until the partition count can be read, the last ownership stands; the next
-                // scan tries again.
-                let n = runner.partition_count(ACK_TOPIC);
-                if n > 0 {
-                    // Partitions moved here: their last owner's alerts must be known first.
-                    owned = owned_by(&acks, n, &follower);
-                    follower.catch_up(|m| open.apply(&group, m));
-                    acks_before = acks;
-                }
-            }
             if let Err(e) = alert(
                 &cfg, &runner, &codec, &open, &owned, warning_ms, &mut out, &stop,
             ) {
