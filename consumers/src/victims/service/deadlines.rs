@@ -228,26 +228,30 @@ fn alert(
     stop: &AtomicBool,
 ) -> Result<()> {
     let now = Timestamp::now();
-    let (due, gauges) = {
-        let held = open.lock();
-        let mut gauges: BTreeMap<&str, [i64; 3]> = BTreeMap::new();
-        let mut due = Vec::new();
-        for (id, o) in held.iter().filter(|(_, o)| owned.contains(&o.partition)) {
-            let g = gauges.entry(o.right.as_str()).or_default();
-            g[0] += 1;
-            if now.0 >= o.due_by {
-                g[2] += 1;
-            } else if now.0 >= o.due_by - warning_ms {
-                g[1] += 1;
-            }
-            if let Some(stage) = o.alert_due(now, warning_ms) {
-                due.push((id.clone(), o.clone(), stage));
-            }
+    // Every right of the Code has its series, at 0 when nothing is open under it.
+    let mut gauges: BTreeMap<String, [i64; 3]> = cfg
+        .code
+        .entitlements
+        .iter()
+        .map(|e| (e.right.clone(), [0; 3]))
+        .collect();
+    let mut due = Vec::new();
+    for (id, o) in open
+        .lock()
+        .iter()
+        .filter(|(_, o)| owned.contains(&o.partition))
+    {
+        let g = gauges.entry(o.right.clone()).or_default();
+        g[0] += 1;
+        if now.0 >= o.due_by {
+            g[2] += 1;
+        } else if now.0 >= o.due_by - warning_ms {
+            g[1] += 1;
         }
-        let gauges: Vec<(String, [i64; 3])> =
-            gauges.into_iter().map(|(r, g)| (r.to_owned(), g)).collect();
-        (due, gauges)
-    };
+        if let Some(stage) = o.alert_due(now, warning_ms) {
+            due.push((id.clone(), o.clone(), stage));
+        }
+    }
     METRICS.open.reset();
     METRICS.due.reset();
     METRICS.overdue.reset();
