@@ -8,8 +8,8 @@ use std::time::Duration;
 use bluelight_avro::{
     Codec,
     records::{
-        CanonicalRecord, CaseEvent, Disclosure, EventType, IncidentEvent, VictimEvent,
-        VictimNotificationAck, VictimUpdate, VictimUpdateAlert, samples,
+        CanonicalRecord, CaseEvent, Consultation, Disclosure, EventType, IncidentEvent,
+        VictimEvent, VictimNotificationAck, VictimUpdate, VictimUpdateAlert, samples,
     },
     schemas,
 };
@@ -77,11 +77,11 @@ async fn every_event_type_round_trips_through_the_broker() {
     let (registry, _) = start_registry().await;
     let codec = Codec::new(&registry.url, Duration::from_secs(10)).expect("codec");
     let registered = schemas::register_all(&codec).await.expect("register all");
-    assert_eq!(registered.len(), 7);
+    assert_eq!(registered.len(), 8);
     let ids: std::collections::BTreeSet<u32> = registered.iter().map(|(_, id)| *id).collect();
     assert_eq!(
         ids.len(),
-        7,
+        8,
         "each canonical schema has its own id: {registered:?}"
     );
 
@@ -99,6 +99,7 @@ async fn every_event_type_round_trips_through_the_broker() {
     round_trip::<VictimEvent>(&codec, of("bl.victim.v1").map(samples::victim).collect()).await;
     round_trip::<VictimUpdate>(&codec, vec![samples::victim_update()]).await;
     round_trip::<Disclosure>(&codec, vec![samples::disclosure()]).await;
+    round_trip::<Consultation>(&codec, vec![samples::consultation()]).await;
     round_trip::<VictimNotificationAck>(&codec, vec![samples::victim_ack()]).await;
     round_trip::<VictimUpdateAlert>(
         &codec,

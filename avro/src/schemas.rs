@@ -7,8 +7,8 @@ use apache_avro::Schema;
 use crate::{
     Codec, Error, Result,
     records::{
-        CanonicalRecord, CaseEvent, Disclosure, IncidentEvent, Retraction, VictimEvent,
-        VictimNotificationAck, VictimUpdate, VictimUpdateAlert,
+        CanonicalRecord, CaseEvent, Consultation, Disclosure, IncidentEvent, Retraction,
+        VictimEvent, VictimNotificationAck, VictimUpdate, VictimUpdateAlert,
     },
 };
 
@@ -64,6 +64,7 @@ pub fn all() -> Vec<SchemaDef> {
         SchemaDef::of::<Retraction>(),
         SchemaDef::of::<VictimNotificationAck>(),
         SchemaDef::of::<VictimUpdateAlert>(),
+        SchemaDef::of::<Consultation>(),
     ]
 }
 

@@ -16,10 +16,14 @@
 //! - [`notify`]: `bluelight notify`, the reference notification client: webhook delivery with
 //!   retries and idempotency keys, then the acknowledgement.
 //!
-//! The gateway builds on these.
+//! - [`gateway`]: `bluelight gateway`, the HTTP face for people: bearer-token sign-in, each
+//!   recipient's feeds as Server-Sent Events (resumable, bounded per client), the current state of
+//!   an incident from a view built from the feeds, every read logged to `audit.consultation.v1`,
+//!   and the control-room board as embedded web assets.
 
 pub mod eos;
 mod error;
+pub mod gateway;
 pub mod notify;
 pub mod policy;
 pub mod project;

@@ -8,6 +8,7 @@
 //!   librdkafka properties), as `clap` arguments with environment fallbacks.
 //! - [`provision`]: comparing the catalogue with a live cluster and creating what is missing
 //!   (`bluelight topics apply` / `list`), never deleting or shrinking anything.
+//! - [`tokens`]: bearer tokens kept as hashes and compared in constant time (ingest, gateway).
 //!
 //! This crate knows nothing of Avro or of the services; it is the ground they stand on.
 
@@ -17,6 +18,7 @@ mod error;
 pub mod naming;
 pub mod provision;
 pub mod testing;
+pub mod tokens;
 
 pub use catalogue::{Catalogue, CleanupPolicy, Retention, TopicSpec};
 pub use client::KafkaArgs;

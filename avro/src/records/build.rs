@@ -133,7 +133,7 @@ impl PersonRole {
 
 impl EventType {
     /// Every event type, in schema order.
-    pub const ALL: [EventType; 31] = [
+    pub const ALL: [EventType; 32] = [
         EventType::IncidentOpened,
         EventType::IncidentUpdated,
         EventType::IncidentResourced,
@@ -165,6 +165,7 @@ impl EventType {
         EventType::VictimNotified,
         EventType::VictimUpdateDueSoon,
         EventType::VictimUpdateOverdue,
+        EventType::RecordConsulted,
     ];
 
     /// The canonical topic an event of this type is published to.
@@ -182,6 +183,7 @@ impl EventType {
             VictimNotified => "bl.victim-notification-ack.v1",
             VictimUpdateDueSoon | VictimUpdateOverdue => "feed.victim-update-overdue.v1",
             DisclosureRecorded => "audit.disclosure.v1",
+            RecordConsulted => "audit.consultation.v1",
             RetractionIssued | SharingEnded => "feed",
             _ => "bl.case.v1",
         }

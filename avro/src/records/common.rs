@@ -163,6 +163,8 @@ pub enum EventType {
     VictimUpdateDueSoon,
     // An undelivered victim update is past its deadline.
     VictimUpdateOverdue,
+    // Somebody read shared data through the gateway (audit.consultation.v1).
+    RecordConsulted,
 }
 
 /// Government Security Classification of a record. Bluelight carries OFFICIAL information only;

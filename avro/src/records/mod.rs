@@ -20,8 +20,8 @@ pub use incident::{
     ResourceStatus,
 };
 pub use outputs::{
-    Disclosure, DisclosureKind, FieldTransform, Retraction, VictimNotificationAck, VictimUpdate,
-    VictimUpdateAlert,
+    Consultation, ConsultationAction, Disclosure, DisclosureKind, FieldTransform, Retraction,
+    VictimNotificationAck, VictimUpdate, VictimUpdateAlert,
 };
 pub use victim::{
     ContactChannel, ContactPreferences, EnhancedRightsReason, UpdateFrequency, VictimEvent,
@@ -81,6 +81,12 @@ canonical!(
 canonical!(Disclosure, "disclosure", Some("audit.disclosure.v1"), |r| {
     &r.subject_id
 });
+canonical!(
+    Consultation,
+    "consultation",
+    Some("audit.consultation.v1"),
+    |r| &r.organisation
+);
 canonical!(Retraction, "retraction", None, |r| &r.subject_id);
 canonical!(
     VictimNotificationAck,

@@ -157,6 +157,46 @@ pub struct Disclosure {
     pub fields_withheld: Vec<String>,
 }
 
+/// What a person did with shared data through the gateway.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, AvroSchema,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[avro(namespace = "uk.bluelight.v1")]
+pub enum ConsultationAction {
+    // Opened (or resumed) a live stream of a feed.
+    FeedStreamOpened,
+    // Read the current state of one incident.
+    IncidentRead,
+}
+
+/// One DPA 2018 s62 log record per consultation (s62 covers reads as well as disclosures):
+/// `audit.consultation.v1`, keyed by the reader's organisation. Says what was looked at, never
+/// what it contained.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "uk.bluelight.v1")]
+pub struct Consultation {
+    /// `event_type` RECORD_CONSULTED; `occurred_at` is when; `source_org` the reader's
+    /// organisation.
+    pub envelope: Envelope,
+    /// What was done.
+    pub action: ConsultationAction,
+    /// Who: the name of the credential used (one per person or console, as issued).
+    pub user: String,
+    /// The organisation the credential belongs to.
+    pub organisation: String,
+    /// The credential's role, e.g. "control-room", "ops".
+    pub role: String,
+    /// The feed topic read.
+    pub feed: String,
+    /// The incident read, for INCIDENT_READ; null for a stream.
+    pub subject_id: Option<String>,
+    /// Where a stream started: "latest", "earliest", a time, or the resumed position.
+    pub position: Option<String>,
+    /// Whether anything was found: false when the incident is not in the caller's view.
+    pub found: bool,
+}
+
 /// A notice to a recipient that something it received is withdrawn or corrected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
 #[avro(namespace = "uk.bluelight.v1")]

@@ -217,6 +217,20 @@ pub fn victim_alert(event_type: EventType) -> VictimUpdateAlert {
     }
 }
 
+pub fn consultation() -> Consultation {
+    Consultation {
+        envelope: envelope(EventType::RecordConsulted, "gateway"),
+        action: ConsultationAction::IncidentRead,
+        user: "avon-fire-control-1".into(),
+        organisation: "avon-fire".into(),
+        role: "control-room".into(),
+        feed: "feed.avon-fire.incident.v1".into(),
+        subject_id: Some("INC-20261122-0001".into()),
+        position: None,
+        found: true,
+    }
+}
+
 pub fn disclosure() -> Disclosure {
     Disclosure {
         envelope: envelope(EventType::DisclosureRecorded, "project"),

@@ -13,8 +13,6 @@
 use std::path::Path;
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::{Error, Result};
 
@@ -64,24 +62,8 @@ pub struct Sources {
     sources: Vec<(Source, [u8; 32])>,
 }
 
-/// The hex SHA-256 of a token, as the sources file stores it.
-pub fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn parse_hash(hex: &str) -> Option<[u8; 32]> {
-    let bytes: Vec<u8> = (0..hex.len())
-        .step_by(2)
-        .map(|i| {
-            hex.get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
-        .collect::<Option<_>>()?;
-    bytes.try_into().ok()
-}
+use bluelight_topics::tokens::parse_hash;
+pub use bluelight_topics::tokens::token_hash;
 
 impl Sources {
     pub fn load(path: &Path) -> Result<Self> {
@@ -135,14 +117,7 @@ impl Sources {
     /// The source a bearer token belongs to. Every configured hash is compared, in constant time,
     /// so timing says nothing about which (or whether any) source matched.
     pub fn authenticate(&self, token: &str) -> Option<&Source> {
-        let presented = Sha256::digest(token.as_bytes());
-        let mut found = None;
-        for (source, hash) in &self.sources {
-            if bool::from(presented.as_slice().ct_eq(hash)) {
-                found = Some(source);
-            }
-        }
-        found
+        bluelight_topics::tokens::authenticate(self.sources.iter().map(|(s, h)| (s, h)), token)
     }
 
     pub fn get(&self, name: &str) -> Option<&Source> {
