@@ -5,6 +5,7 @@
 #![allow(clippy::print_stdout)] // a CLI's output is its interface
 
 mod agreements;
+mod gateway;
 mod ingest;
 mod notify;
 mod ops;
@@ -58,6 +59,8 @@ enum Command {
     VictimUpdates(Box<victim_updates::VictimUpdatesCommand>),
     /// Deliver victim updates to a notification webhook and acknowledge them (reference client).
     Notify(Box<notify::NotifyCommand>),
+    /// Serve feeds to people: the control-room board, live event streams, logged incident reads.
+    Gateway(Box<gateway::GatewayCommand>),
     /// Drive the ingest API with realistic, deterministic multi-agency scenarios.
     Simulate(simulate::SimulateCommand),
 }
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Agreements(cmd) => cmd.run().await,
             Command::Topics(cmd) => cmd.run().await,
+            Command::Gateway(cmd) => cmd.run().await,
             Command::Ingest(cmd) => cmd.run().await,
             Command::Notify(cmd) => cmd.run().await,
             Command::Project(cmd) => cmd.run().await,

@@ -44,6 +44,19 @@ bl_prerequisites() {
   printf '%s\n%s\n' "$BL_MIN_RUST" "${rust%%-*}" | sort -V -C || bl_die "Rust $rust is older than $BL_MIN_RUST; run rustup update"
 }
 
+# The headless browser the board's browser test drives (Debian's chromium and chromium-driver).
+bl_browser_prerequisites() {
+  command -v chromium >/dev/null && command -v chromedriver >/dev/null && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    bl_say "installing chromium and chromium-driver for the board's browser test (apt)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >&2 \
+      || bl_die "apt-get could not install chromium chromium-driver"
+  else
+    bl_die "the board's browser test needs chromium and chromedriver; install the Debian packages chromium chromium-driver"
+  fi
+}
+
 # Puts the broker's jars in $BL_KAFKA_LIBS (Maven downloads them once into ~/.m2).
 bl_assemble_kafka() {
   # Jars live apart from broker state, so a throwaway state dir (tests) reuses them.
