@@ -84,8 +84,9 @@ pub struct GatewayCommand {
           value_parser = clap::value_parser!(u32).range(16..=65_536))]
     prefetch_kib: u32,
 
-    /// Incidents held in the view behind /v1/incidents; past it the least recently updated goes.
-    #[arg(long, env = "BLUELIGHT_GATEWAY_VIEW_MAX", default_value = "50000", value_name = "N",
+    /// Incidents held in the view behind /v1/incidents (about 4 KiB each); past it the least
+    /// recently updated goes.
+    #[arg(long, env = "BLUELIGHT_GATEWAY_VIEW_MAX", default_value = "20000", value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..))]
     view_max_incidents: u32,
 
@@ -110,7 +111,9 @@ impl GatewayCommand {
             .set("linger.ms", "5")
             .set("queue.buffering.max.messages", "10000")
             .set("message.timeout.ms", "10000");
-        let producer: FutureProducer = pcfg.create().context("creating the consultation producer")?;
+        let producer: FutureProducer = pcfg
+            .create()
+            .context("creating the consultation producer")?;
         let consult = ConsultationLog::new(producer, codec.clone(), Duration::from_secs(10));
         // The first read should not wait on the registry; a registry that is down now is retried
         // by the first read, which is refused until the record can be written.

@@ -159,6 +159,8 @@ pub fn consumer(base: &ClientConfig, limits: &StreamLimits) -> Result<StreamCons
             limits.prefetch_kib.to_string(),
         )
         .set("queued.min.messages", "100")
+        // A live board: a record should reach the screen well inside a second.
+        .set("fetch.wait.max.ms", "100")
         .set("fetch.max.bytes", "1048576");
     cfg.create()
         .map_err(|e| Error::Kafka(format!("creating a stream consumer: {e}")))

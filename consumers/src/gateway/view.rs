@@ -34,13 +34,68 @@ use crate::{Error, Result, eos::Status, policy::Entity};
 /// Timeline entries kept per incident; older ones are dropped (the count says how many).
 pub const TIMELINE_MAX: usize = 50;
 
+/// One incident as a recipient holds it. Stored compactly (the record as its JSON text, the
+/// timeline as small structs): a `Value` tree costs ten times the bytes, and the view holds
+/// tens of thousands of incidents.
 #[derive(Debug, Default)]
 struct Entry {
-    record: Value,
-    timeline: VecDeque<Value>,
+    record: Box<str>,
+    timeline: VecDeque<Step>,
     dropped: u64,
-    retracted: Option<Value>,
+    /// (reason, recorded_at) once every event held was withdrawn.
+    retracted: Option<(Box<str>, Value)>,
     seq: u64,
+}
+
+/// One event of an incident's timeline.
+#[derive(Debug)]
+struct Step {
+    event_id: Box<str>,
+    event_type: Box<str>,
+    occurred_at: Value,
+    offset: i64,
+    kind: StepKind,
+}
+
+#[derive(Debug)]
+enum StepKind {
+    /// A new state; `withdrawn` holds the reason once a later event withdraws it.
+    Update {
+        status: Value,
+        priority: Value,
+        withdrawn: Option<Box<str>>,
+    },
+    /// A retraction or correction notice withdrawing `target`.
+    Withdraws { target: Box<str>, reason: Box<str> },
+}
+
+impl Step {
+    fn to_json(&self) -> Value {
+        let mut v = json!({
+            "event_id": &*self.event_id, "event_type": &*self.event_type,
+            "occurred_at": self.occurred_at, "offset": self.offset,
+        });
+        match &self.kind {
+            StepKind::Update {
+                status,
+                priority,
+                withdrawn,
+            } => {
+                v["status"] = status.clone();
+                v["priority"] = priority.clone();
+                v["withdrawn"] = withdrawn.as_deref().map_or(Value::Null, Value::from);
+            }
+            StepKind::Withdraws { target, reason } => {
+                v["withdraws"] = Value::from(&**target);
+                v["reason"] = Value::from(&**reason);
+            }
+        }
+        v
+    }
+}
+
+fn text(v: &Value) -> Box<str> {
+    v.as_str().unwrap_or_default().into()
 }
 
 #[derive(Debug, Default)]
@@ -96,35 +151,50 @@ impl View {
         let entry = g.entries.entry(k.clone()).or_default();
         let old_seq = std::mem::replace(&mut entry.seq, seq);
         let env = &record["envelope"];
-        let withdrawn = env.get("retracts").filter(|r| !r.is_null()).cloned();
-        if let Some(w) = &withdrawn {
-            let target = &w["event_id"];
+        let (event_id, event_type) = (text(&env["event_id"]), text(&env["event_type"]));
+        let occurred_at = env["occurred_at"].clone();
+        if let Some(w) = env.get("retracts").filter(|r| !r.is_null()) {
+            let (target, reason) = (text(&w["event_id"]), text(&w["reason"]));
             for t in &mut entry.timeline {
-                if &t["event_id"] == target {
-                    t["withdrawn"] = w["reason"].clone();
+                if let StepKind::Update { withdrawn, .. } = &mut t.kind
+                    && t.event_id == target
+                {
+                    *withdrawn = Some(reason.clone());
                 }
             }
-            entry.timeline.push_back(json!({
-                "event_id": env["event_id"], "event_type": env["event_type"],
-                "occurred_at": env["occurred_at"], "offset": offset,
-                "withdraws": target, "reason": w["reason"],
-            }));
-            let live = entry
-                .timeline
-                .iter()
-                .any(|t| t.get("withdraws").is_none() && t["withdrawn"].is_null());
+            let live = entry.timeline.iter().any(|t| {
+                matches!(
+                    &t.kind,
+                    StepKind::Update {
+                        withdrawn: None,
+                        ..
+                    }
+                )
+            });
             if !live {
-                entry.retracted = Some(json!({"reason": w["reason"], "at": env["recorded_at"]}));
+                entry.retracted = Some((reason.clone(), env["recorded_at"].clone()));
             }
+            entry.timeline.push_back(Step {
+                event_id,
+                event_type,
+                occurred_at,
+                offset,
+                kind: StepKind::Withdraws { target, reason },
+            });
         } else {
-            entry.timeline.push_back(json!({
-                "event_id": env["event_id"], "event_type": env["event_type"],
-                "occurred_at": env["occurred_at"], "offset": offset,
-                "status": record["status"], "priority": record["priority"],
-                "withdrawn": null,
-            }));
+            entry.timeline.push_back(Step {
+                event_id,
+                event_type,
+                occurred_at,
+                offset,
+                kind: StepKind::Update {
+                    status: record["status"].clone(),
+                    priority: record["priority"].clone(),
+                    withdrawn: None,
+                },
+            });
             entry.retracted = None;
-            entry.record = record;
+            entry.record = record.to_string().into();
         }
         while entry.timeline.len() > TIMELINE_MAX {
             entry.timeline.pop_front();
@@ -144,9 +214,9 @@ impl View {
         Some(json!({
             "incident_id": incident_id,
             "feed": feed,
-            "record": e.record,
-            "retracted": e.retracted,
-            "timeline": e.timeline,
+            "record": serde_json::from_str::<Value>(&e.record).unwrap_or(Value::Null),
+            "retracted": e.retracted.as_ref().map(|(reason, at)| json!({"reason": &**reason, "at": at})),
+            "timeline": e.timeline.iter().map(Step::to_json).collect::<Vec<_>>(),
             "timeline_dropped": e.dropped,
         }))
     }
