@@ -2,6 +2,7 @@
 //! random names, and Kafka clients for the test broker.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod browser;
 pub mod gateway;
 pub mod notify;
 pub mod project;

@@ -234,7 +234,13 @@ function card(id, s) {
     for (const h of rec.hazards) chips.append(el("span", null, label(h)));
     li.append(chips);
   }
-  if (typeof rec.casualties === "number") li.append(el("div", "casualties", "Casualties: " + rec.casualties));
+  const cas = rec.casualties;
+  if (cas && typeof cas === "object") {
+    const parts = Object.entries(cas).filter(([, n]) => typeof n === "number").map(([k, n]) => n + " " + k);
+    if (parts.length) li.append(el("div", "casualties", "Casualties: " + parts.join(", ")));
+  } else if (typeof cas === "number") {
+    li.append(el("div", "casualties", "Casualties: " + cas));
+  }
   const d = rec.envelope && rec.envelope.disclosure;
   if (d) {
     const got = FIELDS_SHOWN.filter((f) => rec[f] !== null && rec[f] !== undefined &&
