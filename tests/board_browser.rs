@@ -89,7 +89,7 @@ async fn the_fire_service_sees_an_ingested_rtc_within_two_seconds_and_others_do_
         "signed in as fire: {who}"
     );
 
-    let mut doc: serde_json::Value = serde_json::from_str(CAD_EXAMPLE).expect("example");
+    let doc: serde_json::Value = serde_json::from_str(CAD_EXAMPLE).expect("example");
     let template = doc["events"][0].clone();
     let post = |events: Vec<serde_json::Value>| {
         let mut body = doc.clone();
