@@ -13,10 +13,11 @@ mod project;
 mod registry;
 mod schemas;
 mod simulate;
+mod telemetry;
 mod topics;
 mod victim_updates;
 
-use std::{io::IsTerminal, process::ExitCode};
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -65,15 +66,27 @@ enum Command {
     Simulate(simulate::SimulateCommand),
 }
 
+impl Command {
+    /// The name traces know this process by (`bluelight-<name>`).
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Agreements(_) => "agreements",
+            Command::Topics(_) => "topics",
+            Command::Ingest(_) => "ingest",
+            Command::Project(_) => "project",
+            Command::Registry(_) => "registry",
+            Command::Schemas(_) => "schemas",
+            Command::VictimUpdates(_) => "victim-updates",
+            Command::Notify(_) => "notify",
+            Command::Gateway(_) => "gateway",
+            Command::Simulate(_) => "simulate",
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let telemetry = telemetry::init(&cli.log, &format!("bluelight-{}", cli.command.name()));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -98,6 +111,8 @@ fn main() -> ExitCode {
             Command::VictimUpdates(cmd) => cmd.run().await,
         }
     });
+    drop(runtime);
+    telemetry.shutdown();
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -71,9 +71,15 @@ pub async fn create_topics(names: &[&str], compacted: bool) {
 /// Starts `bluelight <args>` with the test broker, serving HTTP on a free port (`--listen`), and
 /// waits until `/health/ready` answers 200.
 pub async fn start_service(args: &[&str]) -> Service {
+    start_service_env(args, &[]).await
+}
+
+/// `start_service` with extra environment variables.
+pub async fn start_service_env(args: &[&str], env: &[(&str, &str)]) -> Service {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_bluelight"))
         .args(args)
+        .envs(env.iter().copied())
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("BLUELIGHT_BROKERS", testing::brokers())
         .stdout(Stdio::inherit())

@@ -9,6 +9,7 @@
 //! - [`provision`]: comparing the catalogue with a live cluster and creating what is missing
 //!   (`bluelight topics apply` / `list`), never deleting or shrinking anything.
 //! - [`tokens`]: bearer tokens kept as hashes and compared in constant time (ingest, gateway).
+//! - [`trace`]: W3C `traceparent` across Kafka records, joining each service's span to the trace.
 //!
 //! This crate knows nothing of Avro or of the services; it is the ground they stand on.
 
@@ -19,6 +20,7 @@ pub mod naming;
 pub mod provision;
 pub mod testing;
 pub mod tokens;
+pub mod trace;
 
 pub use catalogue::{Catalogue, CleanupPolicy, Retention, TopicSpec};
 pub use client::KafkaArgs;

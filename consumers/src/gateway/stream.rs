@@ -27,6 +27,7 @@ use rdkafka::{
 };
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 use super::{
     cursor::{Cursor, Start},
@@ -333,13 +334,18 @@ async fn record_json(
     feed: &Feed,
     m: &BorrowedMessage<'_>,
 ) -> std::result::Result<Value, String> {
-    let record = decode(codec, feed.entity, m.payload()).await?;
-    let traceparent = m.headers().and_then(|h| {
+    let parent = m.headers().and_then(|h| {
         h.iter()
             .find(|h| h.key == "traceparent")
             .and_then(|h| h.value)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .and_then(|v| std::str::from_utf8(v).ok())
     });
+    // The last hop of the record's trace: ingest, projector, then this stream.
+    let span = tracing::info_span!("gateway.stream", feed = %feed.topic, partition = m.partition(), offset = m.offset());
+    let traceparent = bluelight_topics::trace::link(&span, parent);
+    let record = decode(codec, feed.entity, m.payload())
+        .instrument(span)
+        .await?;
     Ok(json!({
         "feed": feed.topic,
         "partition": m.partition(),

@@ -29,6 +29,7 @@ use axum::{
 };
 use bluelight_avro::records::Timestamp;
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::{
     Error,
@@ -238,7 +239,13 @@ async fn submit(
             .collect(),
     }
     .emit();
-    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+    // One span per submission, a child of the caller's trace context when it sent one; the
+    // records carry this span's context on to the projector.
+    let span = tracing::info_span!("ingest.submission", source = %source.name, records = translation.accepted.len());
+    let traceparent = bluelight_topics::trace::link(
+        &span,
+        headers.get("traceparent").and_then(|v| v.to_str().ok()),
+    );
     let started = Instant::now();
     metrics::set_in_flight(ingest.publisher.max_in_flight() - ingest.publisher.available());
     let outcome = ingest
@@ -247,8 +254,9 @@ async fn submit(
             input: &body,
             translation: &translation,
             source: &context,
-            traceparent,
+            traceparent: Some(&traceparent),
         })
+        .instrument(span)
         .await;
     metrics::set_in_flight(ingest.publisher.max_in_flight() - ingest.publisher.available());
     match outcome {

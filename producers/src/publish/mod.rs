@@ -196,10 +196,12 @@ impl Publisher {
                 });
             }
         };
+        // The caller's span context (see `bluelight_topics::trace::link`); a new trace for
+        // callers without one, such as a batch load.
         let traceparent = s
             .traceparent
-            .and_then(child_traceparent)
-            .unwrap_or_else(new_traceparent);
+            .filter(|t| bluelight_topics::trace::parse(t).is_some())
+            .map_or_else(new_traceparent, str::to_owned);
 
         let mut payloads = Vec::with_capacity(t.accepted.len());
         for a in &t.accepted {
@@ -308,31 +310,6 @@ fn delivery_error(e: &rdkafka::error::KafkaError) -> Error {
             operation: "delivery",
             reason: e.to_string(),
         },
-    }
-}
-
-/// A child of the caller's W3C trace context (same trace, new parent id), if it is well formed.
-pub fn child_traceparent(header: &str) -> Option<String> {
-    let parts: Vec<&str> = header.trim().split('-').collect();
-    let hex = |s: &str, n: usize| {
-        s.len() == n
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    match parts.as_slice() {
-        [version, trace, parent, flags]
-            if hex(version, 2)
-                && *version != "ff"
-                && hex(trace, 32)
-                && hex(parent, 16)
-                && hex(flags, 2)
-                && trace.bytes().any(|b| b != b'0')
-                && parent.bytes().any(|b| b != b'0') =>
-        {
-            let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
-            Some(format!("00-{trace}-{span}-{flags}"))
-        }
-        _ => None,
     }
 }
 

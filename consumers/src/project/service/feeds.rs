@@ -96,18 +96,15 @@ pub(super) fn send_feed(
     codec: &Codec,
     rt: &tokio::runtime::Handle,
     f: &FeedRecord,
-    m: &Input,
+    traceparent: &str,
     out: &mut Vec<u8>,
     stop: &AtomicBool,
 ) -> Result<()> {
     encode_feed(codec, rt, &f.topic, &f.record, out)?;
-    let mut headers = OwnedHeaders::new();
-    if let Some(tp) = &m.traceparent {
-        headers = headers.insert(Header {
-            key: "traceparent",
-            value: Some(tp.as_slice()),
-        });
-    }
+    let headers = OwnedHeaders::new().insert(Header {
+        key: "traceparent",
+        value: Some(traceparent),
+    });
     runner.send(
         BaseRecord::to(&f.topic)
             .key(f.key.as_bytes())

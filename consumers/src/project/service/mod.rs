@@ -182,6 +182,16 @@ fn transact(
     let today = jiff::Zoned::now().date();
     for m in batch {
         let started = Instant::now();
+        // The event's span, a child of the ingest span that published it; what it writes carries
+        // this span's context on to the gateway.
+        let span = tracing::info_span!("project.event", topic = %m.topic, partition = m.partition, offset = m.offset);
+        let traceparent = bluelight_topics::trace::link(
+            &span,
+            m.traceparent
+                .as_deref()
+                .and_then(|t| std::str::from_utf8(t).ok()),
+        );
+        let _entered = span.enter();
         if m.payload.is_none() {
             // A tombstone: compaction's delete marker (bl.victim.v1 is compacted). Nothing to
             // decide; counted, not dead-lettered.
@@ -215,7 +225,7 @@ fn transact(
                 let key = Receipts::key(event.entity(), event.key());
                 let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
                 for f in &p.feeds {
-                    feeds::send_feed(runner, codec, rt, f, m, out, stop)?;
+                    feeds::send_feed(runner, codec, rt, f, &traceparent, out, stop)?;
                     METRICS
                         .disclosures
                         .with_label_values(&[&f.audit.agreement_id, &f.audit.recipient])
@@ -242,7 +252,7 @@ fn transact(
                         }
                     })?;
                     for n in &notices {
-                        feeds::send_feed(runner, codec, rt, n, m, out, stop)?;
+                        feeds::send_feed(runner, codec, rt, n, &traceparent, out, stop)?;
                         METRICS
                             .retractions
                             .with_label_values(&[&n.audit.recipient])
