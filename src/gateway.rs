@@ -9,6 +9,7 @@ use bluelight_consumers::{
     gateway::{
         self, Gateway,
         consult::ConsultationLog,
+        ops::{Ops, Target},
         stream::StreamLimits,
         users::Users,
         view::{self, View},
@@ -32,6 +33,10 @@ use crate::{ops, schemas::RegistryArgs};
 ///   GET /v1/feeds/{feed}/events     the feed as Server-Sent Events; ?from=latest|earliest|
 ///                                   <RFC 3339 time>|<epoch ms>; resume with Last-Event-ID
 ///   GET /v1/incidents/{id}          one incident as the caller's feed holds it
+///   GET /v1/ops                     (ops role) throughput, lag, disclosures, dead letters and
+///                                   Victims' Code deadlines from every --ops-target
+///
+/// The ops page is at http://HOST:PORT/ops/ (sign in with an ops token).
 ///
 /// Every request needs `Authorization: Bearer <token>`; tokens are listed, hashed, in the --users
 /// file, each tied to one recipient organisation and role. A recipient reads only its own feeds
@@ -90,6 +95,12 @@ pub struct GatewayCommand {
           value_parser = clap::value_parser!(u32).range(1..))]
     view_max_incidents: u32,
 
+    /// A service for the ops page, as NAME=URL (its /metrics is scraped); repeat the flag, or
+    /// give a comma-separated list in the variable.
+    #[arg(long = "ops-target", env = "BLUELIGHT_GATEWAY_OPS_TARGETS", value_name = "NAME=URL",
+          value_delimiter = ',', value_parser = parse_target)]
+    ops_targets: Vec<Target>,
+
     #[command(flatten)]
     registry: RegistryArgs,
 
@@ -136,6 +147,7 @@ impl GatewayCommand {
                 lookup_timeout: Duration::from_secs(5),
             },
             shutdown: stop_rx.clone(),
+            ops: Ops::new(self.ops_targets),
         });
         tracing::info!(
             users = gw.users.iter().count(),
@@ -167,4 +179,8 @@ impl GatewayCommand {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+fn parse_target(text: &str) -> Result<Target, String> {
+    Target::parse(text)
 }

@@ -66,15 +66,25 @@ async fn the_fire_service_sees_an_ingested_rtc_within_two_seconds_and_others_do_
     .await;
 
     let u = unique("");
-    let (fire_t, other_t) = (format!("fire-{u}"), format!("vcare-{u}"));
+    let (fire_t, other_t, ops_t) = (
+        format!("fire-{u}"),
+        format!("vcare-{u}"),
+        format!("ops-{u}"),
+    );
     let other_org = format!("vcare-{u}");
     let gw = start_gateway(
         &s,
         &[
             ("avon-fire-control", &s.fire, "control-room", &fire_t),
             ("victim-care-desk", &other_org, "control-room", &other_t),
+            ("ops-desk", "bluelight-ops", "ops", &ops_t),
         ],
-        &[],
+        &[
+            "--ops-target",
+            &format!("ingest={}", ingest.url),
+            "--ops-target",
+            &format!("project={}", _projector.url),
+        ],
     )
     .await;
     let board = format!("{}/board/", gw.url);
@@ -217,5 +227,50 @@ async fn the_fire_service_sees_an_ingested_rtc_within_two_seconds_and_others_do_
     assert!(
         line.as_str().is_some_and(|l| l.contains("No agreement")),
         "the board says why it is empty: {line}"
+    );
+
+    // The ops page: live charts from every service, for an ops token.
+    browser.goto(&format!("{}/ops/", gw.url)).await;
+    browser.type_into("#token", &ops_t).await;
+    browser.click("#sign-in").await;
+    // A trickle of incidents while it watches: the rates rise above zero.
+    let events: Vec<_> = (0..20)
+        .map(|i| {
+            event(
+                &format!("INC-{u}-t{i:02}"),
+                "RTC",
+                "3",
+                &["FUEL"],
+                f64::from(i),
+            )
+        })
+        .collect();
+    let trickle = async {
+        for e in events {
+            post(vec![e]).await;
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+    };
+    let watch = browser.wait_for(
+            "return document.querySelectorAll('#services .up').length === 3 && [...document.querySelectorAll('#chart-out polyline')].some(p => p.getAttribute('points').split(' ').some(xy => parseFloat(xy.split(',')[1]) < 140));",
+            Duration::from_secs(30),
+        );
+    let ((), charted) = tokio::join!(trickle, watch);
+    let ops_shot = browser.screenshot().await;
+    let ops_path = concat!(env!("CARGO_MANIFEST_DIR"), "/target/test-artifacts/ops.png");
+    std::fs::write(ops_path, &ops_shot).expect("screenshot");
+    println!("board: ops page screenshot saved to {ops_path}");
+    assert!(
+        charted.is_some(),
+        "the ops page charts throughput and shows ingest, project and gateway up"
+    );
+    let agreements = browser
+        .eval("return document.getElementById('legend-agreements').textContent;")
+        .await;
+    assert!(
+        agreements
+            .as_str()
+            .is_some_and(|t| t.contains("isa-avon-police-fire-rtc")),
+        "disclosures per agreement: {agreements}"
     );
 }

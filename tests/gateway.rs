@@ -394,3 +394,70 @@ async fn a_client_that_never_reads_is_closed_as_lagged_and_memory_stays_flat() {
     let more = again.records(10, Duration::from_secs(10)).await;
     assert_eq!(more.len(), 10);
 }
+
+#[tokio::test]
+async fn the_ops_figures_come_from_every_service_and_only_ops_tokens_read_them() {
+    let s = setup("gw-ops").await;
+    let projector = start_projector(&s, &unique("gw-ops-")).await;
+    let u = unique("");
+    let (ops_t, fire_t) = (format!("ops-{u}"), format!("fire-{u}"));
+    let dead = format!("http://127.0.0.1:{}", common::free_port());
+    let gw = start_gateway(
+        &s,
+        &[
+            ("ops-desk", &format!("ops-{u}"), "ops", &ops_t),
+            ("fire-control", &s.fire, "control-room", &fire_t),
+        ],
+        &[
+            "--ops-target",
+            &format!("project={}", projector.url),
+            "--ops-target",
+            &format!("gone={dead}"),
+        ],
+    )
+    .await;
+    let url = format!("{}/v1/ops", gw.url);
+    assert_eq!(get(&url, None).await.status(), 401);
+    assert_eq!(
+        get(&url, Some(&fire_t)).await.status(),
+        403,
+        "a control-room token does not read the ops figures"
+    );
+    let sent = rtcs(&s, 6);
+    publish(&s.codec, &producer(), &sent).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ops = loop {
+        let v: serde_json::Value = get(&url, Some(&ops_t)).await.json().await.expect("json");
+        if v["figures"]["disclosures_by_agreement"]["isa-avon-police-fire-rtc"]
+            .as_f64()
+            .unwrap_or(0.0)
+            >= 6.0
+        {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no disclosures counted: {v:#}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let services = ops["services"].as_array().expect("services");
+    let state = |name: &str| {
+        services
+            .iter()
+            .find(|s| s["name"] == name)
+            .map(|s| s["up"].as_bool())
+    };
+    assert_eq!(state("gateway"), Some(Some(true)));
+    assert_eq!(state("project"), Some(Some(true)));
+    assert_eq!(
+        state("gone"),
+        Some(Some(false)),
+        "an unreachable service shows as down"
+    );
+    assert!(
+        ops["figures"]["in"]["projector_consumed"]
+            .as_f64()
+            .unwrap_or(0.0)
+            >= 6.0
+    );
+    assert!(ops["figures"]["lag"]["projector"].is_number());
+    assert!(ops["figures"]["victims_code"]["overdue"].is_number());
+}

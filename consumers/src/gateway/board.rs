@@ -16,6 +16,8 @@ use super::Gateway;
 const INDEX: &str = include_str!("board/index.html");
 const APP_JS: &str = include_str!("board/app.js");
 const APP_CSS: &str = include_str!("board/app.css");
+const OPS_HTML: &str = include_str!("board/ops.html");
+const OPS_JS: &str = include_str!("board/ops.js");
 
 pub(super) fn routes() -> Router<Arc<Gateway>> {
     Router::new()
@@ -32,6 +34,15 @@ pub(super) fn routes() -> Router<Arc<Gateway>> {
         .route(
             "/board/app.css",
             get(|| async { page(APP_CSS, "text/css; charset=utf-8") }),
+        )
+        .route("/ops", get(|| async { Redirect::to("/ops/") }))
+        .route(
+            "/ops/",
+            get(|| async { page(OPS_HTML, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/ops/ops.js",
+            get(|| async { page(OPS_JS, "text/javascript; charset=utf-8") }),
         )
 }
 

@@ -6,7 +6,9 @@
 //! | `GET /v1/feeds` | control-room | the caller's feeds and the agreements behind them |
 //! | `GET /v1/feeds/{feed}/events` | control-room, own feeds | Server-Sent Events: the feed decoded to JSON; `?from=latest\|earliest\|<time>`, resumable with `Last-Event-ID` |
 //! | `GET /v1/incidents/{id}` | control-room | one incident as the caller's incident feed holds it |
+//! | `GET /v1/ops` | ops | the ops page's figures, from every service's `/metrics` |
 //! | `/board/` | anyone (signs in with a token) | the control-room board |
+//! | `/ops/` | anyone (signs in with an ops token) | the ops page: live charts of the backbone |
 //!
 //! 401 without a valid token; 403 for a feed that is not the caller's (never data, and the same
 //! answer whether or not the feed exists). Every stream opened and incident read writes a DPA 2018
@@ -17,13 +19,15 @@
 //! - `stream.rs`: one bounded feed stream per client;
 //! - `view.rs`: the incident view rebuilt from the feeds;
 //! - `consult.rs`: the consultation log;
-//! - `board.rs` and `board/`: the web board, embedded in the binary;
+//! - `ops.rs`: the ops page's figures, scraped from each service;
+//! - `board.rs` and `board/`: the web board and the ops page, embedded in the binary;
 //! - `metrics.rs`: telemetry.
 
 mod board;
 pub mod consult;
 pub mod cursor;
 mod metrics;
+pub mod ops;
 pub mod stream;
 pub mod users;
 pub mod view;
@@ -95,6 +99,8 @@ pub struct Gateway {
     pub limits: StreamLimits,
     /// Flips to true on shutdown: open streams end with a `shutdown` event.
     pub shutdown: watch::Receiver<bool>,
+    /// The services the ops page reports on.
+    pub ops: ops::Ops,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -126,6 +132,7 @@ impl Gateway {
             .route("/v1/feeds", get(list_feeds))
             .route("/v1/feeds/{feed}/events", get(events))
             .route("/v1/incidents/{id}", get(incident))
+            .route("/v1/ops", get(ops_figures))
             .merge(board::routes())
             .with_state(self)
             .layer(middleware::from_fn(security_headers))
@@ -386,6 +393,18 @@ async fn events(
         }
         Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
+}
+
+async fn ops_figures(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let path = "/v1/ops";
+    let user = match authenticate(&gw, &headers, path) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    if user.role != Role::Ops {
+        return forbidden(user, path);
+    }
+    Json(gw.ops.snapshot().await).into_response()
 }
 
 fn consultation_failed() -> Response {
