@@ -6,12 +6,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use bluelight_avro::records::{Code, EventType};
 use bluelight_topics::{testing::unique, tokens::token_hash};
 use common::{
     browser::Browser,
     ensure_canonical_topics,
     gateway::start_gateway,
-    project::{setup, start_projector},
+    project::{incident, producer, publish, setup, start_projector},
     start_service,
 };
 
@@ -181,6 +182,27 @@ async fn the_fire_service_sees_an_ingested_rtc_within_two_seconds_and_others_do_
     println!(
         "board: {incident_id} on the fire board {seen:?} after the ingest request was sent (accepted after {accepted:?})"
     );
+    // The controller withdraws one of the day's collisions (a duplicate): every recipient that
+    // had it is told, and the board strikes it through with the reason.
+    let withdrawn = format!("INC-{u}-01");
+    let mut retract = incident(&s, &withdrawn, "RTC", EventType::IncidentRetracted);
+    retract.closure = Some(Code::labelled(
+        "bl-closure",
+        "DUPLICATE",
+        "Duplicate of another incident",
+    ));
+    publish(&s.codec, &producer(), &[retract]).await;
+    let struck = browser
+        .wait_for(
+            &format!("const c = document.querySelector('[data-incident-id=\"{withdrawn}\"]'); return c !== null && c.classList.contains('retracted') && c.textContent.includes('Retracted');"),
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(
+        struck.is_some(),
+        "the withdrawn incident is struck through with the reason"
+    );
+
     // What the card shows: the type, the hazards, what the agreement allowed.
     let text = browser
         .eval(&format!("return {card} ? {card}.textContent : '';"))
