@@ -85,6 +85,13 @@ async fn recipients_read_only_their_own_feeds_and_every_read_is_logged() {
         assert!(r.headers().get("www-authenticate").is_some());
         let r = request(url, token.unwrap_or(""), &feed(&s.fire), None, None).await;
         assert_eq!(r.status(), 401);
+        // Even when the rest of the request is wrong too.
+        let r = get(
+            &format!("{url}/v1/feeds/{}/events?from=a&from=b", feed(&s.fire)),
+            token,
+        )
+        .await;
+        assert_eq!(r.status(), 401);
     }
 
     // Each recipient's feeds, and only those.
@@ -312,6 +319,8 @@ async fn a_client_that_never_reads_is_closed_as_lagged_and_memory_stays_flat() {
             "2",
             "--prefetch-kib",
             "256",
+            "--max-streams",
+            "1",
         ],
     )
     .await;
@@ -352,6 +361,16 @@ async fn a_client_that_never_reads_is_closed_as_lagged_and_memory_stays_flat() {
         "RSS grew by {} KiB with a client that reads nothing",
         peak - baseline
     );
+
+    // Its buffered events are still held for it, so it still counts against --max-streams.
+    let busy = request(&gw.url, &token, &topic, None, Some("latest")).await;
+    assert_eq!(
+        busy.status(),
+        503,
+        "one stream allowed, and the lagged one still holds it"
+    );
+    assert!(busy.headers().get("retry-after").is_some());
+    drop(busy);
 
     // Now it reads: what was buffered, then the closing event with where to resume.
     let mut text = Vec::new();

@@ -94,6 +94,7 @@ pub async fn register_all(codec: &Codec) -> Result<Vec<(String, u32)>> {
         register_one::<Disclosure>(codec).await?,
         register_one::<VictimNotificationAck>(codec).await?,
         register_one::<VictimUpdateAlert>(codec).await?,
+        register_one::<Consultation>(codec).await?,
     ])
 }
 

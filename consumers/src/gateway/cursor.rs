@@ -82,7 +82,11 @@ impl Start {
                 .map_err(|_| format!("{t:?} is too large for milliseconds since the epoch")),
             t => t
                 .parse::<jiff::Timestamp>()
-                .map(|ts| Start::Time(ts.as_millisecond()))
+                .map_err(|e| e.to_string())
+                .and_then(|ts| match ts.as_millisecond() {
+                    ms if ms >= 0 => Ok(Start::Time(ms)),
+                    _ => Err("feeds hold nothing from before 1970".to_owned()),
+                })
                 .map_err(|e| {
                     format!(
                         "from={t:?} is not latest, earliest, an RFC 3339 time or epoch milliseconds: {e}"
@@ -131,6 +135,11 @@ mod tests {
             Start::parse_from("yesterday")
                 .unwrap_err()
                 .contains("RFC 3339")
+        );
+        assert!(
+            Start::parse_from("1969-12-31T23:59:59Z")
+                .unwrap_err()
+                .contains("before 1970")
         );
     }
 }

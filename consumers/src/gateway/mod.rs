@@ -36,7 +36,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
-    extract::{Path, Query, Request, State},
+    extract::{Path, Query, Request, State, rejection::QueryRejection},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response, sse::KeepAlive, sse::Sse},
@@ -263,10 +263,11 @@ struct EventsQuery {
 async fn events(
     State(gw): State<Arc<Gateway>>,
     Path(topic): Path<String>,
-    Query(q): Query<EventsQuery>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
     let path = "/v1/feeds/{feed}/events";
+    // Who first: a caller without a valid token gets 401 whatever else is wrong.
     let user = match authenticate(&gw, &headers, path) {
         Ok(u) => u.clone(),
         Err(r) => return r,
@@ -274,16 +275,20 @@ async fn events(
     let Some(entry) = gw.own_feed(&user, &topic).cloned() else {
         return forbidden(&user, path);
     };
-    let resume = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or(q.last_event_id);
-    let start = match resume {
-        Some(id) => Cursor::parse(&id)
-            .map(Start::Resume)
-            .map_err(|e| format!("Last-Event-ID: {e}")),
-        None => Start::parse_from(q.from.as_deref().unwrap_or("latest")),
+    let start = match query {
+        Err(e) => Err(format!("the query string does not read: {e}")),
+        Ok(Query(q)) => match headers.get("last-event-id").map(HeaderValue::to_str) {
+            Some(Err(_)) => Err("Last-Event-ID is not text".to_owned()),
+            Some(Ok(id)) => Cursor::parse(id)
+                .map(Start::Resume)
+                .map_err(|e| format!("Last-Event-ID: {e}")),
+            None => match q.last_event_id {
+                Some(id) => Cursor::parse(&id)
+                    .map(Start::Resume)
+                    .map_err(|e| format!("last_event_id: {e}")),
+                None => Start::parse_from(q.from.as_deref().unwrap_or("latest")),
+            },
+        },
     };
     let start = match start {
         Ok(s) => s,
@@ -391,7 +396,16 @@ async fn events(
                 .insert("x-accel-buffering", HeaderValue::from_static("no"));
             r
         }
-        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Err(e) => {
+            metrics::StreamClosed {
+                feed: &topic,
+                user: &user.name,
+                reason: "broker",
+                sent: 0,
+            }
+            .emit();
+            problem(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+        }
     }
 }
 

@@ -7,7 +7,6 @@
 
 use std::{
     collections::BTreeMap,
-    sync::Mutex,
     time::{Duration, Instant},
 };
 
@@ -171,19 +170,23 @@ pub fn figures(samples: &[Sample]) -> Value {
 pub struct Ops {
     targets: Vec<Target>,
     http: reqwest::Client,
-    cache: Mutex<Option<(Instant, Value)>>,
+    /// Held across a refresh, so concurrent pages wait for one round of scrapes instead of
+    /// each starting their own.
+    cache: tokio::sync::Mutex<Option<(Instant, Value)>>,
 }
 
 impl Ops {
     pub fn new(targets: Vec<Target>) -> Self {
+        // Without its timeout a hung service would hold every ops page; no client is better.
+        #[allow(clippy::expect_used)] // only fails when the TLS backend cannot start, at start-up
         let http = reqwest::Client::builder()
             .timeout(SCRAPE_TIMEOUT)
             .build()
-            .unwrap_or_default();
+            .expect("an HTTP client for the ops scrapes");
         Ops {
             targets,
             http,
-            cache: Mutex::new(None),
+            cache: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -193,8 +196,8 @@ impl Ops {
 
     /// The current figures, at most [`CACHE_FOR`] old.
     pub async fn snapshot(&self) -> Value {
-        if let Ok(g) = self.cache.lock()
-            && let Some((at, v)) = g.as_ref()
+        let mut cache = self.cache.lock().await;
+        if let Some((at, v)) = cache.as_ref()
             && at.elapsed() < CACHE_FOR
         {
             return v.clone();
@@ -217,9 +220,7 @@ impl Ops {
             "services": services,
             "figures": figures(&samples),
         });
-        if let Ok(mut g) = self.cache.lock() {
-            *g = Some((Instant::now(), v.clone()));
-        }
+        *cache = Some((Instant::now(), v.clone()));
         v
     }
 

@@ -155,6 +155,9 @@ pub fn consumer(base: &ClientConfig, limits: &StreamLimits) -> Result<StreamCons
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
+        // A resume position that retention removed meanwhile: carry on from what the feed still
+        // holds (logged at open), never silently jump to the end.
+        .set("auto.offset.reset", "earliest")
         .set(
             "queued.max.messages.kbytes",
             limits.prefetch_kib.to_string(),
@@ -174,7 +177,9 @@ pub struct Client {
     pub user: String,
     /// Flips to true when the gateway stops; the stream then closes with a resumable event.
     pub shutdown: watch::Receiver<bool>,
-    /// The stream's place under `--max-streams`, released when its reader task ends.
+    /// The stream's place under `--max-streams`, released when the response ends: a stream
+    /// closed as lagged still holds its buffered events until the client reads them or goes, so
+    /// it keeps counting against the limit (memory stays bounded by streams × buffer).
     pub permit: tokio::sync::OwnedSemaphorePermit,
 }
 
@@ -286,9 +291,9 @@ pub fn start(
                 }
             }
         };
-        // The consumer (and its pre-fetched records) goes now, not when the client finally reads.
-        drop(consumer);
-        drop(permit);
+        // The consumer (and its pre-fetched records) goes now, not when the client finally reads;
+        // closing it waits on librdkafka, so not on a runtime worker.
+        drop(tokio::task::spawn_blocking(move || drop(consumer)));
         StreamClosed {
             feed: &feed.topic,
             user: &user,
@@ -298,16 +303,16 @@ pub fn start(
         .emit();
     });
     Ok(futures_util::stream::unfold(
-        (rx, closing, false),
-        |(mut rx, closing, done)| async move {
+        (rx, closing, false, permit),
+        |(mut rx, closing, done, permit)| async move {
             if done {
                 return None;
             }
             match rx.recv().await {
-                Some(ev) => Some((Ok(ev), (rx, closing, false))),
+                Some(ev) => Some((Ok(ev), (rx, closing, false, permit))),
                 None => {
                     let last = closing.lock().ok().and_then(|mut g| g.take());
-                    last.map(|ev| (Ok(ev), (rx, closing, true)))
+                    last.map(|ev| (Ok(ev), (rx, closing, true, permit)))
                 }
             }
         },

@@ -11,6 +11,7 @@ const TOKEN_KEY = "bluelight.token";
 const WINDOW_HOURS = 12;
 const MAX_INCIDENTS = 500; // cards kept; the oldest updated go first
 const TIMELINE_MAX = 50;
+const IDLE_MS = 45000; // three missed keep-alives
 const PRIORITY = {
   IMMEDIATE: ["p1", "Immediate"],
   PRIORITY: ["p2", "Priority"],
@@ -78,6 +79,7 @@ async function signIn(token) {
 function signOut(message) {
   if (session) for (const a of session.aborts) a.abort();
   session = null;
+  links.clear();
   sessionStorage.removeItem(TOKEN_KEY);
   incidents.clear();
   $("incidents").replaceChildren();
@@ -117,16 +119,31 @@ async function follow(feed) {
       if (lastId) headers["Last-Event-ID"] = lastId;
       const url = "/v1/feeds/" + encodeURIComponent(feed) + "/events" +
         (lastId ? "" : "?from=" + encodeURIComponent(from));
-      const r = await fetch(url, { headers, signal: ctl.signal, cache: "no-store" });
-      if (r.status === 401) { signOut("Your token is no longer accepted; sign in again."); return; }
-      if (!r.ok) throw new Error("HTTP " + r.status);
-      setLink(feed, true);
-      backoff = 500;
-      await readEvents(r.body, (type, id, data) => {
-        if (id) lastId = id;
-        if (type === "record") applyRecord(JSON.parse(data).record);
-        else if (type === "lagged" || type === "shutdown") lastId = JSON.parse(data).resume_from || lastId;
-      });
+      // Each connection has its own abort, pulled when nothing (not even the gateway's 15 s
+      // keep-alive) arrives for IDLE_MS: a silently dead connection must not look live.
+      const conn = new AbortController();
+      const stop = () => conn.abort();
+      ctl.signal.addEventListener("abort", stop);
+      let idle = setTimeout(stop, IDLE_MS);
+      try {
+        const r = await fetch(url, { headers, signal: conn.signal, cache: "no-store" });
+        if (r.status === 401) { signOut("Your token is no longer accepted; sign in again."); return; }
+        if (r.status === 403) { $("feeds-line").textContent = "The gateway no longer lets this console read " + feed + "."; setLink(feed, false); return; }
+        // A position the feed cannot serve (the topic was recreated, say): start again from the
+        // time window; events already shown are recognised by their ids and not repeated.
+        if (r.status === 400 && lastId) { lastId = null; throw new Error("resume position refused"); }
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        setLink(feed, true);
+        backoff = 500;
+        await readEvents(r.body, () => { clearTimeout(idle); idle = setTimeout(stop, IDLE_MS); }, (type, id, data) => {
+          if (id) lastId = id;
+          if (type === "record") applyRecord(JSON.parse(data).record);
+          else if (type === "lagged" || type === "shutdown") lastId = JSON.parse(data).resume_from || lastId;
+        });
+      } finally {
+        clearTimeout(idle);
+        ctl.signal.removeEventListener("abort", stop);
+      }
     } catch (e) {
       if (ctl.signal.aborted) return;
       console.warn("feed " + feed + ": " + e.message);
@@ -138,13 +155,14 @@ async function follow(feed) {
 }
 
 // A minimal text/event-stream parser (the browser's EventSource cannot send a bearer token).
-async function readEvents(body, onEvent) {
+async function readEvents(body, onChunk, onEvent) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = "";
   let type = "message", id = null, data = [];
   for (;;) {
     const { value, done } = await reader.read();
     if (done) return;
+    onChunk();
     buf += value;
     let nl;
     while ((nl = buf.search(/\r\n|\n|\r/)) >= 0) {

@@ -34,6 +34,8 @@ async function api(path) {
 }
 
 async function signIn(t) {
+  if (timer) clearInterval(timer);
+  timer = null;
   token = t;
   const me = await api("/v1/me");
   if (me.role !== "ops") {
