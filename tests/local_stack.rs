@@ -40,6 +40,7 @@ impl Stack {
             .env("BLUELIGHT_INGEST_PORT", ingest.to_string())
             .env("BLUELIGHT_PROJECT_PORT", free_port().to_string())
             .env("BLUELIGHT_VICTIM_UPDATES_PORT", free_port().to_string())
+            .env("BLUELIGHT_GATEWAY_PORT", free_port().to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -187,6 +188,11 @@ fn up_applies_the_catalogue_keeps_data_across_a_broker_crash_and_cleans_up_on_ct
 
     // 1. One command: broker up, catalogue applied.
     let mut stack = Stack::start(&state, port, controller, registry, ingest);
+    // The banner says where the board is and gives each example recipient its demo token.
+    stack.wait_for_line("/board/", Duration::from_secs(10));
+    for token in ["demo-fire-", "demo-swast-", "demo-ops-"] {
+        stack.wait_for_line(token, Duration::from_secs(10));
+    }
     let marker = unique("incident-");
     let producer: BaseProducer = client(&brokers)
         .set("enable.idempotence", "true")

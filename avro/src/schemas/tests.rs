@@ -89,7 +89,8 @@ fn topics_and_subjects_follow_the_contract() {
             "feed.victim-update.v1-value",
             "audit.disclosure.v1-value",
             "bl.victim-notification-ack.v1-value",
-            "feed.victim-update-overdue.v1-value"
+            "feed.victim-update-overdue.v1-value",
+            "audit.consultation.v1-value"
         ]
     );
     assert!(
