@@ -86,7 +86,8 @@ pub struct Submission<'a> {
     pub input: &'a [u8],
     pub translation: &'a Translation,
     pub source: &'a SourceContext,
-    /// Caller's W3C trace context; a new one is started when absent.
+    /// The trace context to write under: the caller's span (see `bluelight_topics::trace::link`);
+    /// a new trace when absent or malformed.
     pub traceparent: Option<&'a str>,
 }
 
