@@ -9,7 +9,7 @@
 //!   agreement, transform, encode every feed record and its audit record) with 1, 10 and 50
 //!   agreements that each share the event.
 //!
-//! `cargo bench --bench micro`; the end-to-end harness against the broker is described in
+//! `cargo bench -p bluelight-benches --bench micro`; the end-to-end harness against the broker is described in
 //! benches/README.md.
 
 use std::{hint::black_box, sync::Arc};
@@ -28,8 +28,8 @@ use bluelight_consumers::{
 use bluelight_producers::adapters::{self, SourceContext};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
-const AGREEMENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/agreements");
-const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/producers/examples");
+const AGREEMENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../agreements");
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../producers/examples");
 const NOW: Timestamp = Timestamp(1_795_000_100_000);
 
 fn today() -> jiff::civil::Date {
