@@ -51,9 +51,10 @@ bl_browser_prerequisites() {
     bl_say "installing chromium and chromium-driver for the board's browser test (apt)"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >&2 \
-      || bl_die "apt-get could not install chromium chromium-driver"
+      || bl_say "warning: apt-get could not install chromium chromium-driver; the board's browser test will fail"
   else
-    bl_die "the board's browser test needs chromium and chromedriver; install the Debian packages chromium chromium-driver"
+    # Only one test needs it: say so and let that test fail with the same message, not the suite.
+    bl_say "warning: the board's browser test needs chromium and chromedriver; install the Debian packages chromium chromium-driver"
   fi
 }
 
