@@ -99,6 +99,40 @@ impl Provisioner {
         })
     }
 
+    /// Waits (at most the admin timeout) until every topic in `names` is in the metadata with
+    /// its partitions led.
+    fn wait_visible<'a>(&self, names: impl Iterator<Item = &'a String>) {
+        let names: Vec<&String> = names.collect();
+        if names.is_empty() {
+            return;
+        }
+        let deadline = std::time::Instant::now() + self.timeout;
+        while std::time::Instant::now() < deadline {
+            let visible = self
+                .admin
+                .inner()
+                .fetch_metadata(None, self.timeout)
+                .is_ok_and(|md| {
+                    names.iter().all(|n| {
+                        md.topics().iter().any(|t| {
+                            t.name() == n.as_str()
+                                && t.error().is_none()
+                                && !t.partitions().is_empty()
+                                && t.partitions()
+                                    .iter()
+                                    .all(|p| p.error().is_none() && p.leader() >= 0)
+                        })
+                    })
+                });
+            if visible {
+                return;
+            }
+            // Admin work at start-up or from the CLI, not a hot path: a short blocking pause.
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        tracing::warn!(topics = ?names, "created topics are not in the metadata yet");
+    }
+
     /// Reads the cluster and compares it with the catalogue; changes nothing.
     pub async fn plan(&self, catalogue: &Catalogue) -> Result<Plan> {
         let metadata = self.admin.inner().fetch_metadata(None, self.timeout).map_err(|e| {
@@ -218,21 +252,34 @@ impl Provisioner {
             .await
             .map_err(Error::kafka("create topics"))?;
         let mut created = BTreeSet::new();
+        let mut raced = BTreeSet::new();
         for result in results {
             match result {
                 Ok(name) => {
                     tracing::info!(topic = %name, "created topic");
                     created.insert(name);
                 }
-                // Another `apply` won the race; the next plan compares it like any other.
+                // It exists already (another `apply` won the race, or the metadata this plan
+                // read did not show it yet): compared like any other once visible, below.
                 Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                    created.insert(name);
+                    raced.insert(name);
                 }
                 Err((topic, code)) => {
                     return Err(Error::Provision {
                         topic,
                         reason: format!("the broker refused to create it: {code}"),
                     });
+                }
+            }
+        }
+        // A new topic takes a moment to show in the cluster's metadata; wait for it, so whoever
+        // runs next (a service, or the next plan) finds it.
+        self.wait_visible(created.iter().chain(&raced));
+        if !raced.is_empty() {
+            let again = self.plan(catalogue).await?;
+            for (t, now) in plan.topics.iter_mut().zip(again.topics) {
+                if raced.contains(&t.spec.name) {
+                    *t = now;
                 }
             }
         }
