@@ -43,6 +43,84 @@ pub fn authenticate<'a, T>(
     found
 }
 
+/// The token of an `Authorization` header value `Bearer <token>` (scheme in any case).
+pub fn bearer(header: &str) -> Option<&str> {
+    let (scheme, token) = header.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// An entry of a credentials file (gateway users, ingest sources).
+pub trait Credential {
+    /// Names the entry in error messages.
+    fn name(&self) -> &str;
+    /// The hex SHA-256 of its token.
+    fn token_sha256(&self) -> &str;
+    /// For demo files only: the token in clear, which must match the hash.
+    fn demo_token(&self) -> Option<&str>;
+}
+
+/// Checked credentials: every hash well formed, demo tokens matching their hashes, no token or
+/// name used twice, at least one entry.
+#[derive(Clone)]
+pub struct Credentials<T> {
+    entries: Vec<(T, [u8; 32])>,
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Credentials<T> {
+    /// The entries as they print themselves; never the hashes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.entries.iter().map(|(e, _)| e))
+            .finish()
+    }
+}
+
+impl<T: Credential> Credentials<T> {
+    /// Checks the entries of `file`; `kind` is the TOML table name (`user`, `source`) and
+    /// `nobody` what no entry would mean ("sign in", "publish").
+    pub fn check(entries: Vec<T>, file: &str, kind: &str, nobody: &str) -> Result<Self, String> {
+        let mut checked: Vec<(T, [u8; 32])> = Vec::with_capacity(entries.len());
+        for e in entries {
+            let name = e.name();
+            let hash = parse_hash(e.token_sha256()).ok_or_else(|| {
+                format!("{file}: {kind} {name}: token_sha256 must be 64 hex digits")
+            })?;
+            if let Some(demo) = e.demo_token()
+                && token_hash(demo) != e.token_sha256().to_ascii_lowercase()
+            {
+                return Err(format!(
+                    "{file}: {kind} {name}: demo_token does not match token_sha256"
+                ));
+            }
+            if checked.iter().any(|(_, h)| *h == hash) {
+                return Err(format!(
+                    "{file}: {kind} {name} has the same token as another {kind}; each needs its own"
+                ));
+            }
+            if checked.iter().any(|(o, _)| o.name() == name) {
+                return Err(format!("{file}: {kind} {name} is listed twice"));
+            }
+            checked.push((e, hash));
+        }
+        if checked.is_empty() {
+            return Err(format!(
+                "{file}: no [[{kind}]] entries; nobody could {nobody}"
+            ));
+        }
+        Ok(Credentials { entries: checked })
+    }
+
+    /// The entry a token belongs to, compared in constant time against every hash.
+    pub fn authenticate(&self, token: &str) -> Option<&T> {
+        authenticate(self.entries.iter().map(|(e, h)| (e, h)), token)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.entries.iter().map(|(e, _)| e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +135,14 @@ mod tests {
         assert!(authenticate(entries.iter().map(|(n, h)| (n, h)), "s3cre").is_none());
         assert!(parse_hash("abc").is_none());
         assert!(parse_hash(&"zz".repeat(32)).is_none());
+    }
+
+    #[test]
+    fn bearer_headers_give_their_token() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer "), None);
+        assert_eq!(bearer("abc"), None);
     }
 }

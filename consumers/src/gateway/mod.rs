@@ -182,11 +182,7 @@ fn authenticate<'g>(
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
+        .and_then(bluelight_topics::tokens::bearer);
     let refused = |reason, message: &str| {
         metrics::Refused {
             reason,
@@ -202,7 +198,7 @@ fn authenticate<'g>(
         r
     };
     match token {
-        None | Some("") => Err(refused(
+        None => Err(refused(
             "no-token",
             "sign in: send Authorization: Bearer <token>",
         )),

@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use bluelight_topics::tokens::{authenticate, parse_hash, token_hash};
+use bluelight_topics::tokens::{Credential, Credentials};
 use serde::Deserialize;
 
 use crate::{Error, Result};
@@ -59,12 +59,6 @@ impl std::fmt::Debug for User {
     }
 }
 
-impl User {
-    pub fn demo_token(&self) -> Option<&str> {
-        self.demo_token.as_deref()
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
@@ -74,7 +68,19 @@ struct File {
 /// The configured credentials.
 #[derive(Debug, Clone)]
 pub struct Users {
-    users: Vec<(User, [u8; 32])>,
+    users: Credentials<User>,
+}
+
+impl Credential for User {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn token_sha256(&self) -> &str {
+        &self.token_sha256
+    }
+    fn demo_token(&self) -> Option<&str> {
+        self.demo_token.as_deref()
+    }
 }
 
 impl Users {
@@ -91,50 +97,17 @@ impl Users {
     pub fn parse(text: &str, file: &str) -> Result<Self> {
         let parsed: File =
             toml::from_str(text).map_err(|e| Error::Config(format!("{file}: {e}")))?;
-        let mut users: Vec<(User, [u8; 32])> = Vec::new();
-        for u in parsed.user {
-            let hash = parse_hash(&u.token_sha256).ok_or_else(|| {
-                Error::Config(format!(
-                    "{file}: user {}: token_sha256 must be 64 hex digits",
-                    u.name
-                ))
-            })?;
-            if let Some(demo) = &u.demo_token
-                && token_hash(demo) != u.token_sha256.to_ascii_lowercase()
-            {
-                return Err(Error::Config(format!(
-                    "{file}: user {}: demo_token does not match token_sha256",
-                    u.name
-                )));
-            }
-            if users.iter().any(|(_, h)| *h == hash) {
-                return Err(Error::Config(format!(
-                    "{file}: user {} has the same token as another user; each needs its own",
-                    u.name
-                )));
-            }
-            if users.iter().any(|(o, _)| o.name == u.name) {
-                return Err(Error::Config(format!(
-                    "{file}: user {} is listed twice",
-                    u.name
-                )));
-            }
-            users.push((u, hash));
-        }
-        if users.is_empty() {
-            return Err(Error::Config(format!(
-                "{file}: no [[user]] entries; nobody could sign in"
-            )));
-        }
+        let users =
+            Credentials::check(parsed.user, file, "user", "sign in").map_err(Error::Config)?;
         Ok(Users { users })
     }
 
     /// The user a bearer token belongs to, compared in constant time against every hash.
     pub fn authenticate(&self, token: &str) -> Option<&User> {
-        authenticate(self.users.iter().map(|(u, h)| (u, h)), token)
+        self.users.authenticate(token)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &User> {
-        self.users.iter().map(|(u, _)| u)
+        self.users.iter()
     }
 }

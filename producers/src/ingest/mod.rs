@@ -131,11 +131,7 @@ async fn submit(
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
+        .and_then(bluelight_topics::tokens::bearer);
     let Some(source) = token.and_then(|t| ingest.sources.authenticate(t)) else {
         let mut r = refused(
             StatusCode::UNAUTHORIZED,

@@ -59,11 +59,23 @@ struct File {
 /// The configured sources.
 #[derive(Debug, Clone)]
 pub struct Sources {
-    sources: Vec<(Source, [u8; 32])>,
+    sources: Credentials<Source>,
 }
 
-use bluelight_topics::tokens::parse_hash;
 pub use bluelight_topics::tokens::token_hash;
+use bluelight_topics::tokens::{Credential, Credentials};
+
+impl Credential for Source {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn token_sha256(&self) -> &str {
+        &self.token_sha256
+    }
+    fn demo_token(&self) -> Option<&str> {
+        self.demo_token.as_deref()
+    }
+}
 
 impl Sources {
     pub fn load(path: &Path) -> Result<Self> {
@@ -76,56 +88,23 @@ impl Sources {
     pub fn parse(text: &str, file: &str) -> Result<Self> {
         let parsed: File =
             toml::from_str(text).map_err(|e| Error::Config(format!("{file}: {e}")))?;
-        let mut sources = Vec::new();
-        for s in parsed.source {
-            let hash = parse_hash(&s.token_sha256).ok_or_else(|| {
-                Error::Config(format!(
-                    "{file}: source {}: token_sha256 must be 64 hex digits",
-                    s.name
-                ))
-            })?;
-            if let Some(demo) = &s.demo_token
-                && token_hash(demo) != s.token_sha256.to_ascii_lowercase()
-            {
-                return Err(Error::Config(format!(
-                    "{file}: source {}: demo_token does not match token_sha256",
-                    s.name
-                )));
-            }
-            if sources.iter().any(|(_, h): &(Source, [u8; 32])| *h == hash) {
-                return Err(Error::Config(format!(
-                    "{file}: source {} has the same token as another source; each needs its own",
-                    s.name
-                )));
-            }
-            if sources.iter().any(|(o, _): &(Source, _)| o.name == s.name) {
-                return Err(Error::Config(format!(
-                    "{file}: source {} is listed twice",
-                    s.name
-                )));
-            }
-            sources.push((s, hash));
-        }
-        if sources.is_empty() {
-            return Err(Error::Config(format!(
-                "{file}: no [[source]] entries; nobody could publish"
-            )));
-        }
+        let sources =
+            Credentials::check(parsed.source, file, "source", "publish").map_err(Error::Config)?;
         Ok(Sources { sources })
     }
 
     /// The source a bearer token belongs to. Every configured hash is compared, in constant time,
     /// so timing says nothing about which (or whether any) source matched.
     pub fn authenticate(&self, token: &str) -> Option<&Source> {
-        bluelight_topics::tokens::authenticate(self.sources.iter().map(|(s, h)| (s, h)), token)
+        self.sources.authenticate(token)
     }
 
     pub fn get(&self, name: &str) -> Option<&Source> {
-        self.sources.iter().map(|(s, _)| s).find(|s| s.name == name)
+        self.sources.iter().find(|s| s.name == name)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Source> {
-        self.sources.iter().map(|(s, _)| s)
+        self.sources.iter()
     }
 }
 
