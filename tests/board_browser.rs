@@ -7,13 +7,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bluelight_avro::records::{Code, EventType};
-use bluelight_topics::{testing::unique, tokens::token_hash};
+use bluelight_topics::testing::unique;
 use common::{
     browser::Browser,
     ensure_canonical_topics,
-    gateway::start_gateway,
+    gateway::{start_gateway, start_ingest},
     project::{incident, producer, publish, setup, start_projector},
-    start_service,
 };
 
 const CAD_EXAMPLE: &str = include_str!("../producers/examples/cad-incidents.json");
@@ -44,27 +43,7 @@ async fn the_fire_service_sees_an_ingested_rtc_within_two_seconds_and_others_do_
     let _projector = start_projector(&s, &unique("board-")).await;
 
     // The controller's CAD publishes through the ingest API.
-    let cad_token = format!("cad-{}", unique(""));
-    let sources = s.dir.with_extension("sources.toml");
-    std::fs::write(
-        &sources,
-        format!(
-            "[[source]]\nname = \"test-cad\"\norg = \"{}\"\nsystem = \"cad\"\nadapter = \"cad\"\ntoken_sha256 = \"{}\"\n",
-            s.controller,
-            token_hash(&cad_token)
-        ),
-    )
-    .expect("sources");
-    let ingest = start_service(&[
-        "--log",
-        "info,rdkafka=warn",
-        "ingest",
-        "--sources",
-        sources.to_str().expect("path"),
-        "--schema-registry",
-        &s.registry_url,
-    ])
-    .await;
+    let (ingest, cad_token) = start_ingest(&s, &[]).await;
 
     let u = unique("");
     let (fire_t, other_t, ops_t) = (

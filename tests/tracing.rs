@@ -11,12 +11,11 @@ use std::{
 };
 
 use axum::{Json, Router, extract::State, routing::post};
-use bluelight_topics::{testing::unique, tokens::token_hash};
+use bluelight_topics::testing::unique;
 use common::{
     ensure_canonical_topics, ensure_topics,
-    gateway::{CONSULTATION_TOPIC, Sse, users_file},
-    project::setup,
-    start_service_env,
+    gateway::{CONSULTATION_TOPIC, Sse, start_gateway_env, start_ingest},
+    project::{setup, start_projector_env},
 };
 use serde_json::Value;
 
@@ -84,69 +83,13 @@ async fn one_trace_spans_ingest_projector_and_gateway() {
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
         ("OTEL_BSP_SCHEDULE_DELAY", "200"),
     ];
-    let log = "info,rdkafka=warn";
-    let _projector = start_service_env(
-        &[
-            "--log",
-            log,
-            "project",
-            "--agreements",
-            s.dir.to_str().expect("dir"),
-            "--pseudonym-key-file",
-            s.key_file.to_str().expect("key"),
-            "--schema-registry",
-            &s.registry_url,
-            "--group",
-            &unique("trace-"),
-            "--batch-ms",
-            "50",
-            "--feed-partitions",
-            "2",
-        ],
-        &env,
-    )
-    .await;
-    let cad_token = format!("cad-{}", unique(""));
-    let sources = s.dir.with_extension("sources.toml");
-    std::fs::write(
-        &sources,
-        format!(
-            "[[source]]\nname = \"test-cad\"\norg = \"{}\"\nsystem = \"cad\"\nadapter = \"cad\"\ntoken_sha256 = \"{}\"\n",
-            s.controller,
-            token_hash(&cad_token)
-        ),
-    )
-    .expect("sources");
-    let ingest = start_service_env(
-        &[
-            "--log",
-            log,
-            "ingest",
-            "--sources",
-            sources.to_str().expect("path"),
-            "--schema-registry",
-            &s.registry_url,
-        ],
-        &env,
-    )
-    .await;
+    let _projector = start_projector_env(&s, &unique("trace-"), "0", &env).await;
+    let (ingest, cad_token) = start_ingest(&s, &env).await;
     let fire_token = format!("fire-{}", unique(""));
-    let users = users_file(
+    let gateway = start_gateway_env(
         &s,
         &[("fire-control", &s.fire, "control-room", &fire_token)],
-    );
-    let gateway = start_service_env(
-        &[
-            "--log",
-            log,
-            "gateway",
-            "--users",
-            users.to_str().expect("path"),
-            "--agreements",
-            s.dir.to_str().expect("dir"),
-            "--schema-registry",
-            &s.registry_url,
-        ],
+        &[],
         &env,
     )
     .await;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use bluelight_avro::{Codec, records::Consultation};
 use bluelight_topics::tokens::token_hash;
 
-use super::{Service, ensure_topics, project::Setup, project::read_all, start_service};
+use super::{Service, ensure_topics, project::Setup, project::read_all, start_service_env};
 
 pub const CONSULTATION_TOPIC: &str = "audit.consultation.v1";
 
@@ -29,6 +29,16 @@ pub fn users_file(s: &Setup, creds: &[Cred<'_>]) -> std::path::PathBuf {
 
 /// Starts `bluelight gateway` for the setup's agreements and registry.
 pub async fn start_gateway(s: &Setup, creds: &[Cred<'_>], extra: &[&str]) -> Service {
+    start_gateway_env(s, creds, extra, &[]).await
+}
+
+/// `start_gateway` with extra environment variables.
+pub async fn start_gateway_env(
+    s: &Setup,
+    creds: &[Cred<'_>],
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Service {
     ensure_topics(&[(CONSULTATION_TOPIC, false)]).await;
     let users = users_file(s, creds);
     let mut args = vec![
@@ -43,7 +53,37 @@ pub async fn start_gateway(s: &Setup, creds: &[Cred<'_>], extra: &[&str]) -> Ser
         &s.registry_url,
     ];
     args.extend_from_slice(extra);
-    start_service(&args).await
+    start_service_env(&args, env).await
+}
+
+/// Starts `bluelight ingest` with one CAD source, `test-cad`, for the setup's controller; returns
+/// the service and the source's token.
+pub async fn start_ingest(s: &Setup, env: &[(&str, &str)]) -> (Service, String) {
+    let token = format!("cad-{}", bluelight_topics::testing::unique(""));
+    let sources = s.dir.with_extension("sources.toml");
+    std::fs::write(
+        &sources,
+        format!(
+            "[[source]]\nname = \"test-cad\"\norg = \"{}\"\nsystem = \"cad\"\nadapter = \"cad\"\ntoken_sha256 = \"{}\"\n",
+            s.controller,
+            token_hash(&token)
+        ),
+    )
+    .expect("sources");
+    let ingest = start_service_env(
+        &[
+            "--log",
+            "info,rdkafka=warn",
+            "ingest",
+            "--sources",
+            sources.to_str().expect("path"),
+            "--schema-registry",
+            &s.registry_url,
+        ],
+        env,
+    )
+    .await;
+    (ingest, token)
 }
 
 /// One Server-Sent Event.

@@ -15,7 +15,7 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord},
 };
 
-use super::{Service, client, ensure_topics, registry_with_schemas, start_service};
+use super::{Service, client, ensure_topics, registry_with_schemas, start_service_env};
 
 pub const AGREEMENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/agreements");
 
@@ -80,27 +80,40 @@ pub async fn start_projector(s: &Setup, group: &str) -> Service {
 
 /// One instance of a group: `instance` makes its transactional id and static member id.
 pub async fn start_projector_as(s: &Setup, group: &str, instance: &str) -> Service {
-    start_service(&[
-        "--log",
-        "info,rdkafka=warn",
-        "project",
-        "--instance",
-        instance,
-        "--agreements",
-        s.dir.to_str().expect("dir"),
-        "--pseudonym-key-file",
-        s.key_file.to_str().expect("key"),
-        "--schema-registry",
-        &s.registry_url,
-        "--group",
-        group,
-        "--batch-ms",
-        "50",
-        "--feed-partitions",
-        "2",
-        "--transaction-timeout",
-        "10",
-    ])
+    start_projector_env(s, group, instance, &[]).await
+}
+
+/// `start_projector_as` with extra environment variables.
+pub async fn start_projector_env(
+    s: &Setup,
+    group: &str,
+    instance: &str,
+    env: &[(&str, &str)],
+) -> Service {
+    start_service_env(
+        &[
+            "--log",
+            "info,rdkafka=warn",
+            "project",
+            "--instance",
+            instance,
+            "--agreements",
+            s.dir.to_str().expect("dir"),
+            "--pseudonym-key-file",
+            s.key_file.to_str().expect("key"),
+            "--schema-registry",
+            &s.registry_url,
+            "--group",
+            group,
+            "--batch-ms",
+            "50",
+            "--feed-partitions",
+            "2",
+            "--transaction-timeout",
+            "10",
+        ],
+        env,
+    )
     .await
 }
 

@@ -190,10 +190,6 @@ impl Ops {
         }
     }
 
-    pub fn targets(&self) -> &[Target] {
-        &self.targets
-    }
-
     /// The current figures, at most [`CACHE_FOR`] old.
     pub async fn snapshot(&self) -> Value {
         let mut cache = self.cache.lock().await;
