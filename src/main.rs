@@ -5,6 +5,7 @@
 #![allow(clippy::print_stdout)] // a CLI's output is its interface
 
 mod agreements;
+mod bench;
 mod gateway;
 mod ingest;
 mod notify;
@@ -64,6 +65,8 @@ enum Command {
     Gateway(Box<gateway::GatewayCommand>),
     /// Drive the ingest API with realistic, deterministic multi-agency scenarios.
     Simulate(simulate::SimulateCommand),
+    /// Measure throughput, latency, CPU and memory against the physical limit on a real broker.
+    Bench(bench::BenchCommand),
 }
 
 impl Command {
@@ -80,6 +83,7 @@ impl Command {
             Command::Notify(_) => "notify",
             Command::Gateway(_) => "gateway",
             Command::Simulate(_) => "simulate",
+            Command::Bench(_) => "bench",
         }
     }
 }
@@ -108,6 +112,7 @@ fn main() -> ExitCode {
             Command::Registry(cmd) => cmd.run().await,
             Command::Schemas(cmd) => cmd.run().await,
             Command::Simulate(cmd) => cmd.run().await,
+            Command::Bench(cmd) => cmd.run().await,
             Command::VictimUpdates(cmd) => cmd.run().await,
         }
     });

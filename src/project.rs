@@ -114,6 +114,20 @@ pub struct ProjectCommand {
     )]
     transaction_timeout: u64,
 
+    /// exactly-once: feeds, audit records, receipts and input offsets commit in one transaction
+    /// (nothing lost, nothing repeated; latency includes the --batch-ms commit interval).
+    /// at-least-once: no transaction; offsets are committed once every output is acknowledged, so
+    /// a crash can repeat a batch's feed and audit records (recognisable: a repeated disclosure
+    /// has the same disclosure id), never lose them.
+    #[arg(
+        long,
+        env = "BLUELIGHT_PROJECT_DELIVERY",
+        default_value = "exactly-once",
+        value_name = "MODE",
+        value_parser = ["exactly-once", "at-least-once"]
+    )]
+    delivery: String,
+
     #[command(flatten)]
     registry: RegistryArgs,
 
@@ -148,6 +162,10 @@ impl ProjectCommand {
         cfg.feed_partitions = self.feed_partitions;
         cfg.replication_factor = self.replication_factor;
         cfg.eos.timeout = Duration::from_secs(self.transaction_timeout.max(1));
+        cfg.eos.delivery = self
+            .delivery
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!(e))?;
 
         ops::serve_worker(
             self.listen,

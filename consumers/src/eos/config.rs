@@ -8,6 +8,41 @@ use rdkafka::ClientConfig;
 
 use crate::{Error, Result};
 
+/// How outputs and input offsets are committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Delivery {
+    /// Outputs and offsets commit in one transaction: nothing lost, nothing repeated.
+    #[default]
+    ExactlyOnce,
+    /// Outputs are sent (idempotent producer, acks=all) and the offsets committed once every
+    /// output is acknowledged: nothing lost, but a crash between the two repeats the batch's
+    /// outputs. No transaction markers and no commit interval on the latency path.
+    AtLeastOnce,
+}
+
+impl Delivery {
+    pub fn name(self) -> &'static str {
+        match self {
+            Delivery::ExactlyOnce => "exactly-once",
+            Delivery::AtLeastOnce => "at-least-once",
+        }
+    }
+}
+
+impl std::str::FromStr for Delivery {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "exactly-once" => Ok(Delivery::ExactlyOnce),
+            "at-least-once" => Ok(Delivery::AtLeastOnce),
+            other => Err(format!(
+                "{other:?} is not a delivery mode; use exactly-once or at-least-once"
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EosConfig {
     pub kafka: KafkaArgs,
@@ -31,6 +66,7 @@ pub struct EosConfig {
     pub queue_max_messages: usize,
     /// The consumer's prefetch bound per partition (KiB).
     pub prefetch_kbytes: usize,
+    pub delivery: Delivery,
 }
 
 impl EosConfig {
@@ -46,6 +82,7 @@ impl EosConfig {
             timeout: Duration::from_secs(30),
             queue_max_messages: 20_000,
             prefetch_kbytes: 4_096,
+            delivery: Delivery::ExactlyOnce,
         }
     }
 
@@ -65,8 +102,11 @@ impl EosConfig {
 
     pub(crate) fn producer_config(&self) -> Result<ClientConfig> {
         let mut c = self.base()?;
-        c.set("transactional.id", &self.transactional_id)
-            .set("enable.idempotence", "true")
+        if self.delivery == Delivery::ExactlyOnce {
+            c.set("transactional.id", &self.transactional_id);
+        }
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
             .set("transaction.timeout.ms", ms(self.timeout * 2))
             .set(
                 "queue.buffering.max.messages",

@@ -23,14 +23,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use config::EosConfig;
+pub use config::{Delivery, EosConfig};
 pub use follow::Follower;
 use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 use rdkafka::{
     consumer::{BaseConsumer, ConsumerContext, Rebalance},
     error::KafkaError,
 };
-pub use runner::{Input, Polled, Runner, TxProducer, dead_letter_headers};
+pub use runner::{Delivered, Input, Polled, Runner, TxProducer, dead_letter_headers};
 
 use crate::{Error, Result};
 

@@ -8,18 +8,37 @@ use std::{
 };
 
 use rdkafka::{
-    Message, Offset, TopicPartitionList,
-    consumer::{BaseConsumer, Consumer},
+    ClientContext, Message, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, CommitMode, Consumer},
     error::{KafkaError, KafkaResult, RDKafkaErrorCode},
     message::{BorrowedMessage, Header, Headers, OwnedHeaders},
-    producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer},
+    producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer},
 };
 
-use super::{EosConfig, EosContext, Status, TxMetrics, backoff, kafka, retry_until};
+use super::{Delivery, EosConfig, EosContext, Status, TxMetrics, backoff, kafka, retry_until};
 use crate::{Error, Result};
 
 /// Threaded: delivery reports are served in the background, which commit and abort need.
-pub type TxProducer = ThreadedProducer<DefaultProducerContext>;
+pub type TxProducer = ThreadedProducer<Delivered>;
+
+/// Counts sends the broker did not acknowledge. A transaction fails by itself when one does;
+/// at-least-once has no transaction, so its commit checks this before storing any offset.
+#[derive(Debug, Default)]
+pub struct Delivered {
+    failed: std::sync::atomic::AtomicU64,
+}
+
+impl ClientContext for Delivered {}
+
+impl ProducerContext for Delivered {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if result.is_err() {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
 
 /// One consumed record, copied out of librdkafka's buffer so the batch outlives the poll.
 #[derive(Debug, Clone)]
@@ -176,7 +195,10 @@ impl Runner {
     }
 
     pub fn begin(&self) -> Result<()> {
-        self.producer.begin_transaction().map_err(kafka)
+        match self.cfg.delivery {
+            Delivery::ExactlyOnce => self.producer.begin_transaction().map_err(kafka),
+            Delivery::AtLeastOnce => Ok(()),
+        }
     }
 
     /// Sends one record in the open transaction; when the producer's queue is full, pauses
@@ -262,13 +284,47 @@ impl Runner {
 
     /// Commits a transaction that consumed nothing (e.g. announcements of its own).
     pub fn commit_alone(&self, stop: &AtomicBool) -> Result<()> {
-        retry_txn(stop, "committing", || {
-            self.producer.commit_transaction(self.cfg.step_timeout())
-        })
+        match self.cfg.delivery {
+            Delivery::ExactlyOnce => retry_txn(stop, "committing", || {
+                self.producer.commit_transaction(self.cfg.step_timeout())
+            }),
+            Delivery::AtLeastOnce => self.acknowledged(stop),
+        }
+    }
+
+    /// At-least-once: waits until every record sent so far is acknowledged; any that failed
+    /// fail the batch, which is then read again.
+    fn acknowledged(&self, stop: &AtomicBool) -> Result<()> {
+        let failed = self.producer.context().failed.load(Ordering::Relaxed);
+        loop {
+            match self.producer.flush(self.cfg.step_timeout()) {
+                Ok(()) => break,
+                Err(e) if stop.load(Ordering::Relaxed) => return Err(kafka(e)),
+                Err(e) => tracing::warn!(error = %e, "waiting for the broker to acknowledge"),
+            }
+        }
+        let now = self.producer.context().failed.load(Ordering::Relaxed);
+        if now != failed {
+            return Err(Error::Kafka(format!(
+                "{} records were not acknowledged",
+                now - failed
+            )));
+        }
+        Ok(())
     }
 
     fn commit_offsets(&self, tpl: &TopicPartitionList, stop: &AtomicBool) -> Result<()> {
         let started = Instant::now();
+        if self.cfg.delivery == Delivery::AtLeastOnce {
+            // Offsets only after the outputs are acknowledged: a crash in between repeats, never
+            // loses.
+            self.acknowledged(stop)?;
+            if tpl.count() > 0 {
+                self.consumer.commit(tpl, CommitMode::Sync).map_err(kafka)?;
+            }
+            self.metrics.commit.observe(started.elapsed().as_secs_f64());
+            return Ok(());
+        }
         if tpl.count() > 0 {
             let group = self
                 .consumer
@@ -293,7 +349,12 @@ impl Runner {
             .aborts
             .with_label_values(&[abort_reason(e)])
             .inc();
-        match self.abort(stop, status)? {
+        let aborted = match self.cfg.delivery {
+            Delivery::ExactlyOnce => self.abort(stop, status)?,
+            // Nothing to abort: what was sent stays sent, and the batch comes again.
+            Delivery::AtLeastOnce => Aborted::Done,
+        };
+        match aborted {
             Aborted::Done => {}
             Aborted::Unusable => {
                 tracing::warn!(error = %e, "the transactional producer cannot abort; starting a new one");
@@ -453,7 +514,13 @@ fn input(m: &BorrowedMessage<'_>) -> Input {
 }
 
 fn new_producer(cfg: &EosConfig, stop: &AtomicBool, status: &Status) -> Result<TxProducer> {
-    let producer: TxProducer = cfg.producer_config()?.create().map_err(kafka)?;
+    let producer: TxProducer = cfg
+        .producer_config()?
+        .create_with_context(Delivered::default())
+        .map_err(kafka)?;
+    if cfg.delivery == Delivery::AtLeastOnce {
+        return Ok(producer);
+    }
     retry_until(stop, status, "initialising transactions", || {
         producer
             .init_transactions(cfg.step_timeout())

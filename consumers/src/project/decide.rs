@@ -214,7 +214,7 @@ impl Projector {
                 Some(Value::Null) | None if *is_record => {
                     cel::Value::Map(cel::objects::Map::from(HashMap::<String, cel::Value>::new()))
                 }
-                Some(v) => cel::to_value(v).unwrap_or(cel::Value::Null),
+                Some(v) => cel_value(v),
                 None => cel::Value::Null,
             };
             scope.add_variable_from_value(name.clone(), v);
@@ -639,5 +639,29 @@ fn internal(event: &Event, reason: &str) -> Error {
     Error::Projection {
         event_id: event.envelope().event_id.to_string(),
         reason: reason.to_owned(),
+    }
+}
+
+/// A JSON value as CEL sees it. A null field is left out of its map, so `has(location.latitude)`
+/// is false when the source sent no latitude (rather than true, with the comparison after it
+/// then failing on a null).
+fn cel_value(v: &Value) -> cel::Value {
+    match v {
+        Value::Null => cel::Value::Null,
+        Value::Bool(b) => cel::Value::Bool(*b),
+        Value::Number(n) => n
+            .as_i64()
+            .map(cel::Value::Int)
+            .or_else(|| n.as_u64().map(cel::Value::UInt))
+            .or_else(|| n.as_f64().map(cel::Value::Float))
+            .unwrap_or(cel::Value::Null),
+        Value::String(s) => cel::Value::String(Arc::new(s.clone())),
+        Value::Array(items) => cel::Value::List(Arc::new(items.iter().map(cel_value).collect())),
+        Value::Object(o) => cel::Value::Map(cel::objects::Map::from(
+            o.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), cel_value(v)))
+                .collect::<HashMap<String, cel::Value>>(),
+        )),
     }
 }

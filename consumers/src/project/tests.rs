@@ -533,3 +533,23 @@ fn a_correction_withdraws_the_earlier_event_from_its_recipients_and_is_itself_sh
             .is_empty()
     );
 }
+
+/// `has(location.latitude)` is false when the source sent no latitude: the neighbouring force's
+/// condition is then simply not met, not an error on every such event.
+#[test]
+fn a_null_field_is_absent_to_conditions() {
+    let p = examples();
+    let mut r = rtc();
+    let loc = r.location.as_mut().expect("location");
+    loc.latitude = None;
+    let out = p
+        .project(&Event::Incident(r), today(), NOW)
+        .expect("project");
+    assert!(
+        out.condition_errors.is_empty(),
+        "{:?}",
+        out.condition_errors
+    );
+    assert!(!recipients(&out).contains("gloucestershire-police"));
+    assert!(recipients(&out).contains("avon-fire"));
+}
