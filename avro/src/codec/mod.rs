@@ -4,9 +4,10 @@
 //! `schema_registry_converter`'s async client, which works with Confluent Schema Registry, Karapace,
 //! Apicurio and `bluelight registry` alike. The hot path does not: each schema id is fetched and
 //! resolved once, then kept in a copy-on-write map behind an `ArcSwap`, so a decode or encode is
-//! one atomic load and a hash lookup, with no lock and no schema parsing. Bodies are read and
-//! written with apache-avro's schema-aware serde straight into the typed records, never through a
-//! `Value` tree.
+//! one atomic load and a hash lookup, with no lock and no schema parsing. Bodies are read with
+//! apache-avro's schema-aware serde straight into the typed records, never through a `Value`
+//! tree, and written by `fast.rs` in field order (a record is only ever written under its own
+//! derived schema, so no field needs looking up).
 //!
 //! Decoding uses the *writer's* schema (the id in the payload) and lets serde match fields by name,
 //! so records written with an older or newer compatible schema decode into today's types: fields
@@ -14,7 +15,7 @@
 
 use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 
-use apache_avro::{Schema, reader::datum::GenericDatumReader, writer::datum::GenericDatumWriter};
+use apache_avro::{Schema, reader::datum::GenericDatumReader};
 use arc_swap::ArcSwap;
 use schema_registry_converter::{
     async_impl::schema_registry::{SrSettings, get_schema_by_id, post_schema},
@@ -63,9 +64,9 @@ struct Resolved {
     reader: GenericDatumReader<'static>,
 }
 
+/// The schema id a subject is written under; the schema is the record type's own.
 struct Writer {
     id: u32,
-    writer: GenericDatumWriter<'static>,
 }
 
 /// Encodes and decodes canonical records in Confluent wire format.
@@ -122,17 +123,7 @@ impl Codec {
         let registered = post_schema(&self.registry, subject.to_owned(), supplied)
             .await
             .map_err(|e| self.classify(e, None, subject))?;
-        let schema: &'static Schema = Box::leak(Box::new(schema));
-        let writer = GenericDatumWriter::builder(schema)
-            .build()
-            .map_err(|e| Error::Encode {
-                record: T::FILE,
-                reason: e.to_string(),
-            })?;
-        let writer = Arc::new(Writer {
-            id: registered.id,
-            writer,
-        });
+        let writer = Arc::new(Writer { id: registered.id });
         self.by_subject.rcu(|map| {
             let mut map = HashMap::clone(map);
             map.insert(subject.to_owned(), writer.clone());
@@ -160,15 +151,16 @@ impl Codec {
         let writer = subjects.get(subject).ok_or_else(|| Error::NotRegistered {
             subject: subject.to_owned(),
         })?;
+        let start = out.len();
         write_header(writer.id, out);
-        writer
-            .writer
-            .write_ser(out, record)
-            .map(|_| ())
-            .map_err(|e| Error::Encode {
+        fast::write(record, out).map_err(|e| {
+            // Nothing half-written stays in a buffer the caller reuses.
+            out.truncate(start);
+            Error::Encode {
                 record: T::FILE,
                 reason: e.to_string(),
-            })
+            }
+        })
     }
 
     /// Decodes a wire-format payload into `T`, fetching the writer's schema on first sight of its id.
@@ -241,14 +233,11 @@ impl Codec {
         let reader = GenericDatumReader::builder(schema)
             .build()
             .map_err(invalid)?;
-        let writer = GenericDatumWriter::builder(schema)
-            .build()
-            .map_err(invalid)?;
         let resolved = Arc::new(Resolved {
             full_name: T::FULL_NAME.to_owned(),
             reader,
         });
-        let writer = Arc::new(Writer { id, writer });
+        let writer = Arc::new(Writer { id });
         self.by_id.rcu(|map| {
             let mut map = HashMap::clone(map);
             map.insert(id, resolved.clone());
@@ -298,6 +287,8 @@ impl Codec {
         }
     }
 }
+
+pub mod fast;
 
 #[cfg(test)]
 mod tests;
