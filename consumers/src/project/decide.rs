@@ -60,25 +60,50 @@ pub struct FeedRecord {
 impl FeedRecord {
     /// What the recipient's copy records for retractions: this feed got this event.
     pub fn receipt(&self) -> Receipt {
-        Receipt {
-            feed: self.topic.clone(),
-            recipient: self.audit.recipient.clone(),
-            agreement_id: self.audit.agreement_id.clone(),
-            agreement_version: self.audit.agreement_version.clone(),
-            sent_key: self.key.clone(),
-            events: vec![super::receipts::Sent {
-                event_id: self.audit.source_event_id,
-                clause_id: self.audit.clause_id.clone(),
-                retracted: false,
-            }],
-        }
+        receipt(&self.topic, &self.key, &self.audit)
+    }
+}
+
+/// One recipient's copy written straight to Avro, and its audit record.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub topic: String,
+    /// The key the recipient knows the subject by.
+    pub key: String,
+    /// An Avro datum of the entity's schema (no wire-format header: the schema id is the
+    /// feed subject's, which the service knows).
+    pub body: Vec<u8>,
+    pub audit: Disclosure,
+    /// Index of the agreement in the policy.
+    pub agreement: usize,
+}
+
+impl Encoded {
+    /// What the recipient's copy records for retractions: this feed got this event.
+    pub fn receipt(&self) -> Receipt {
+        receipt(&self.topic, &self.key, &self.audit)
+    }
+}
+
+fn receipt(topic: &str, key: &str, audit: &Disclosure) -> Receipt {
+    Receipt {
+        feed: topic.to_owned(),
+        recipient: audit.recipient.clone(),
+        agreement_id: audit.agreement_id.clone(),
+        agreement_version: audit.agreement_version.clone(),
+        sent_key: key.to_owned(),
+        events: vec![super::receipts::Sent {
+            event_id: audit.source_event_id,
+            clause_id: audit.clause_id.clone(),
+            retracted: false,
+        }],
     }
 }
 
 /// Everything one event gives rise to.
-#[derive(Debug, Default)]
-pub struct Projection {
-    pub feeds: Vec<FeedRecord>,
+#[derive(Debug)]
+pub struct Projection<F = FeedRecord> {
+    pub feeds: Vec<F>,
     /// Agreements whose clause matched but whose ceiling the record's marking is above.
     pub above_ceiling: Vec<usize>,
     /// Agreements whose condition failed to evaluate (treated as not matching: default deny).
@@ -223,14 +248,42 @@ impl Projector {
     }
 
     /// Every disclosure an event gives rise to. Retracting events give none here: see
-    /// [`Projector::retract`].
+    /// [`Projector::retract`]. The reference path: each copy built as a typed record.
     pub fn project(
         &self,
         event: &Event,
         today: jiff::civil::Date,
         now: Timestamp,
     ) -> Result<Projection> {
-        let mut out = Projection::default();
+        self.each(event, today, |i, clause, json| {
+            self.disclose(i, clause, event, json, now)
+        })
+    }
+
+    /// [`Projector::project`] with each copy written straight to Avro (the service's path; the
+    /// tests hold it equal to the reference).
+    pub fn project_encoded(
+        &self,
+        event: &Event,
+        today: jiff::civil::Date,
+        now: Timestamp,
+    ) -> Result<Projection<Encoded>> {
+        self.each(event, today, |i, clause, _| {
+            self.disclose_encoded(i, clause, event, now)
+        })
+    }
+
+    fn each<F>(
+        &self,
+        event: &Event,
+        today: jiff::civil::Date,
+        mut disclose: impl FnMut(usize, usize, &Value) -> Result<F>,
+    ) -> Result<Projection<F>> {
+        let mut out = Projection {
+            feeds: Vec::new(),
+            above_ceiling: Vec::new(),
+            condition_errors: Vec::new(),
+        };
         let env = event.envelope();
         if env.retracts.is_some() || env.event_type == event.entity().retracted() {
             return Ok(out);
@@ -244,15 +297,98 @@ impl Projector {
         let scope = self.scope(event.entity(), &json);
         for &i in candidates {
             match self.decide(i, event, &scope, today) {
-                Ok(Verdict::Shares { clause }) => {
-                    out.feeds.push(self.disclose(i, clause, event, &json, now)?);
-                }
+                Ok(Verdict::Shares { clause }) => out.feeds.push(disclose(i, clause, &json)?),
                 Ok(Verdict::AboveCeiling { .. }) => out.above_ceiling.push(i),
                 Ok(_) => {}
                 Err(why) => out.condition_errors.push((i, why)),
             }
         }
         Ok(out)
+    }
+
+    /// The disclosure id and reference of one clause's copy of an event.
+    fn reference(&self, agreement: usize, clause: usize, event: &Event) -> DisclosureRef {
+        let a = &self.policy.agreements[agreement];
+        let c = &a.clauses[clause];
+        DisclosureRef {
+            disclosure_id: Id(Uuid::new_v5(
+                &DISCLOSURE_NAMESPACE,
+                format!(
+                    "disclosure\0{}\0{}\0{}\0{}",
+                    event.envelope().event_id,
+                    a.id,
+                    c.id,
+                    a.recipient.org
+                )
+                .as_bytes(),
+            )),
+            agreement_id: a.id.clone(),
+            clause_id: c.id.clone(),
+            recipient: a.recipient.org.clone(),
+        }
+    }
+
+    fn disclose_encoded(
+        &self,
+        agreement: usize,
+        clause: usize,
+        event: &Event,
+        now: Timestamp,
+    ) -> Result<Encoded> {
+        let a = &self.policy.agreements[agreement];
+        let c = &a.clauses[clause];
+        let plan = &self.plans[agreement][clause];
+        let entity = event.entity();
+        let at_ms = event.envelope().occurred_at.0;
+        let reference = self.reference(agreement, clause, event);
+        let p = &self.pseudonymisers[agreement];
+        let ctx = super::write::Ctx {
+            p,
+            at_ms,
+            disclosure: &reference,
+        };
+        let mut body = Vec::with_capacity(1024);
+        match event {
+            Event::Incident(r) => plan.write(r, &ctx, &mut body),
+            Event::Case(r) => plan.write(r, &ctx, &mut body),
+            Event::Victim(r) => plan.write(r, &ctx, &mut body),
+        }
+        .map_err(|e| {
+            internal(
+                event,
+                &format!("clause {} of {} gives no valid record: {e}", c.id, a.id),
+            )
+        })?;
+        let key = plan
+            .key(entity.key_field(), event.key(), p, at_ms)
+            .ok_or_else(|| {
+                internal(
+                    event,
+                    &format!("clause {} of {} does not send the key", c.id, a.id),
+                )
+            })?;
+        let topic = feed_topic(&a.recipient.org, entity);
+        let audit = self.audit(
+            a,
+            &c.id,
+            DisclosureKind::Disclosure,
+            event,
+            &topic,
+            reference.disclosure_id,
+            now,
+            (
+                plan.disclosed.clone(),
+                plan.transformed.clone(),
+                plan.withheld.clone(),
+            ),
+        );
+        Ok(Encoded {
+            topic,
+            key,
+            body,
+            audit,
+            agreement,
+        })
     }
 
     /// The recipient's copy of `event` under one clause, with its audit record.
@@ -270,21 +406,9 @@ impl Projector {
         let env = event.envelope();
         let entity = event.entity();
         let topic = feed_topic(&a.recipient.org, entity);
-        let disclosure_id = Id(Uuid::new_v5(
-            &DISCLOSURE_NAMESPACE,
-            format!(
-                "disclosure\0{}\0{}\0{}\0{}",
-                env.event_id, a.id, c.id, a.recipient.org
-            )
-            .as_bytes(),
-        ));
+        let reference = self.reference(agreement, clause, event);
+        let disclosure_id = reference.disclosure_id;
         let mut projected = plan.apply(json, &self.pseudonymisers[agreement], env.occurred_at.0);
-        let reference = DisclosureRef {
-            disclosure_id,
-            agreement_id: a.id.clone(),
-            clause_id: c.id.clone(),
-            recipient: a.recipient.org.clone(),
-        };
         if let Some(e) = projected.get_mut(CARRIED).and_then(Value::as_object_mut) {
             e.insert(
                 "disclosure".into(),

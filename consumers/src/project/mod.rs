@@ -15,8 +15,9 @@ pub mod plan;
 pub mod receipts;
 pub mod service;
 pub mod transform;
+mod write;
 
-pub use decide::{Ended, FeedRecord, Projection, Projector, Verdict, feed_topic, sharing_ended};
+pub use decide::{Encoded, Ended, FeedRecord, Projection, Projector, Verdict, feed_topic, sharing_ended};
 pub use event::Event;
 pub use receipts::{Receipt, Receipts};
 

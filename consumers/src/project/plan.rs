@@ -17,13 +17,19 @@ use crate::policy::{Clause, Entity, Generalisation, Transform, fields::Field};
 /// the corrections it makes. A clause may still generalise its times.
 pub const CARRIED: &str = "envelope";
 
+/// The envelope field naming the disclosure a feed record is sent under.
+pub const DISCLOSURE: &str = "disclosure";
+
 #[derive(Debug, Clone)]
-enum Node {
+pub(super) enum Node {
     Keep,
     Apply(Transform),
     Part(BTreeMap<String, Node>),
     /// A required text withheld: sent empty.
     Blank,
+    /// The envelope's `disclosure`: the reference of the disclosure the copy is sent under,
+    /// whatever the source's record held.
+    Disclosure,
 }
 
 /// One clause, ready to apply.
@@ -54,6 +60,17 @@ impl Plan {
             };
             insert(&mut root, "", &rule.path, node, &fields);
         }
+        // The envelope always travels in part, so its `disclosure` can be set (a clause sharing
+        // `envelope` whole gets every other field of it).
+        let envelope = root
+            .entry(CARRIED.to_owned())
+            .or_insert_with(|| Node::Part(BTreeMap::new()));
+        if matches!(envelope, Node::Keep) {
+            *envelope = Node::Part(children(CARRIED, &fields).map(|c| (c, Node::Keep)).collect());
+        }
+        if let Node::Part(map) = envelope {
+            map.insert(DISCLOSURE.to_owned(), Node::Disclosure);
+        }
         let mut disclosed = vec![CARRIED.to_owned()];
         // `envelope` is listed as disclosed: what of it travels is described above `carried`.
         let mut transformed = Vec::new();
@@ -73,6 +90,26 @@ impl Plan {
             disclosed,
             transformed,
             withheld,
+        }
+    }
+
+    /// Writes the recipient's copy of `record` as Avro (the body, without the wire-format
+    /// header): the fast path, equal to [`Plan::apply`] read back and encoded.
+    pub(super) fn write<T: serde::Serialize>(
+        &self,
+        record: &T,
+        ctx: &super::write::Ctx<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        super::write::record(record, &self.root, ctx, out).map_err(|e| e.0)
+    }
+
+    /// The key the recipient knows a subject by: the key field as this plan sends it.
+    pub fn key(&self, key_field: &str, key: &str, p: &Pseudonymiser, at_ms: i64) -> Option<String> {
+        let node = self.root.get(key_field)?;
+        match one(node, key_field, &Value::String(key.to_owned()), p, at_ms) {
+            Value::String(s) => Some(s),
+            _ => None,
         }
     }
 
@@ -207,7 +244,7 @@ fn one(node: &Node, name: &str, v: &Value, p: &Pseudonymiser, at_ms: i64) -> Val
     match (node, v) {
         (_, Value::Null) => Value::Null,
         (Node::Blank, _) => Value::String(String::new()),
-        (Node::Keep, v) => v.clone(),
+        (Node::Keep | Node::Disclosure, v) => v.clone(),
         (Node::Apply(t), Value::Array(items)) => Value::Array(
             items
                 .iter()

@@ -450,7 +450,8 @@ proptest! {
         let rules = policy.agreements[0].clauses[0].fields.clone();
         let p = Projector::new(Arc::new(Policy { ..policy }), b"k", "test");
         let source = record(&drop, people, &summary);
-        let out = p.project(&Event::Incident(source), today(), NOW).expect("project");
+        let out = p.project(&Event::Incident(source.clone()), today(), NOW).expect("project");
+        same(&out, &p.project_encoded(&Event::Incident(source), today(), NOW).expect("fast path"));
         prop_assert_eq!(out.feeds.len(), 1);
         let mut ids = BTreeSet::new();
         for f in &out.feeds {
@@ -552,4 +553,77 @@ fn a_null_field_is_absent_to_conditions() {
     );
     assert!(!recipients(&out).contains("gloucestershire-police"));
     assert!(recipients(&out).contains("avon-fire"));
+}
+
+/// The fast path (each copy written straight to Avro) gives byte for byte what the reference
+/// path's typed record encodes to, with the same key and audit record.
+fn same(reference: &Projection, fast: &Projection<Encoded>) {
+    assert_eq!(reference.feeds.len(), fast.feeds.len());
+    assert_eq!(reference.above_ceiling, fast.above_ceiling);
+    assert_eq!(reference.condition_errors, fast.condition_errors);
+    for (r, f) in reference.feeds.iter().zip(&fast.feeds) {
+        assert_eq!(r.topic, f.topic);
+        assert_eq!(r.key, f.key);
+        assert_eq!(r.agreement, f.agreement);
+        assert_eq!(r.audit, f.audit);
+        let mut want = Vec::new();
+        match &r.record {
+            Event::Incident(x) => bluelight_avro::codec::fast::write(x, &mut want),
+            Event::Case(x) => bluelight_avro::codec::fast::write(x, &mut want),
+            Event::Victim(x) => bluelight_avro::codec::fast::write(x, &mut want),
+        }
+        .expect("encode");
+        assert_eq!(want, f.body, "copy for {} differs", r.audit.recipient);
+    }
+}
+
+#[test]
+fn the_fast_path_writes_what_the_reference_path_builds() {
+    let p = examples();
+    let mut checked = 0;
+    for t in EventType::ALL {
+        let events = match t.topic() {
+            "bl.incident.v1" => {
+                let mut r = rtc();
+                r.envelope.event_type = t;
+                let mut bare = r.clone();
+                bare.location = None;
+                bare.people.clear();
+                bare.casualties = None;
+                let mut north = r.clone();
+                if let Some(l) = north.location.as_mut() {
+                    l.latitude = Some(51.7);
+                }
+                for person in &mut north.people {
+                    if let Some(id) = person.identity.as_mut() {
+                        id.date_of_birth = None;
+                    }
+                }
+                vec![Event::Incident(r), Event::Incident(bare), Event::Incident(north)]
+            }
+            "bl.case.v1" => {
+                let mut r = bluelight_avro::records::samples::case(t);
+                r.envelope.supersedes = None;
+                r.envelope.retracts = None;
+                r.envelope.disclosure = None;
+                r.envelope.marking.classification = Classification::Official;
+                vec![Event::Case(r)]
+            }
+            "bl.victim.v1" => {
+                let mut r = bluelight_avro::records::samples::victim(t);
+                r.envelope.supersedes = None;
+                r.envelope.retracts = None;
+                r.envelope.disclosure = None;
+                vec![Event::Victim(r)]
+            }
+            _ => continue,
+        };
+        for e in events {
+            let reference = p.project(&e, today(), NOW).expect("project");
+            let fast = p.project_encoded(&e, today(), NOW).expect("fast path");
+            checked += reference.feeds.len();
+            same(&reference, &fast);
+        }
+    }
+    assert!(checked >= 10, "only {checked} copies compared");
 }

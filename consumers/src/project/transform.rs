@@ -97,7 +97,7 @@ pub fn generalise(g: Generalisation, field: &str, v: &Value) -> Value {
     }
 }
 
-const HOUR_MS: i64 = 3_600_000;
+pub(super) const HOUR_MS: i64 = 3_600_000;
 
 /// "BS1 6HG" → "BS1 6": the outward code and the first character of the inward code. A value
 /// that is only an outward code (or unreadable) gives the outward code or nothing, never more.
@@ -126,7 +126,7 @@ pub fn postcode_sector(s: &str) -> Option<String> {
 
 /// The centre of the 1 km cell a coordinate falls in: 1 km is 1/111.32 of a degree of latitude,
 /// and of longitude at 51.5° N (the south west of England) about 1/69.3.
-fn grid_degrees(field: &str, x: f64) -> f64 {
+pub(super) fn grid_degrees(field: &str, x: f64) -> f64 {
     let cell = if field == "longitude" {
         1.0 / 69.3
     } else {

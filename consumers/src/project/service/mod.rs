@@ -211,7 +211,7 @@ fn transact(
         };
         let now = Timestamp::now();
         recorded.push(event.envelope().recorded_at.0);
-        match projector.project(&event, today, now) {
+        match projector.project_encoded(&event, today, now) {
             Ok(p) => {
                 for &a in &p.above_ceiling {
                     let id = &projector.policy().agreements[a].id;
@@ -225,7 +225,16 @@ fn transact(
                 let key = Receipts::key(event.entity(), event.key());
                 let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
                 for f in &p.feeds {
-                    feeds::send_feed(runner, codec, rt, f, &traceparent, out, stop)?;
+                    feeds::send_encoded(
+                        runner,
+                        codec,
+                        rt,
+                        f,
+                        event.entity(),
+                        &traceparent,
+                        out,
+                        stop,
+                    )?;
                     METRICS
                         .disclosures
                         .with_label_values(&[&f.audit.agreement_id, &f.audit.recipient])
