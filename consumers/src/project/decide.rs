@@ -64,7 +64,7 @@ impl FeedRecord {
     }
 }
 
-/// One recipient's copy written straight to Avro, and its audit record.
+/// One recipient's copy written straight to Avro, and its audit record, also written.
 #[derive(Debug, Clone)]
 pub struct Encoded {
     pub topic: String,
@@ -73,16 +73,39 @@ pub struct Encoded {
     /// An Avro datum of the entity's schema (no wire-format header: the schema id is the
     /// feed subject's, which the service knows).
     pub body: Vec<u8>,
-    pub audit: Disclosure,
-    /// Index of the agreement in the policy.
+    /// The audit record (`audit.disclosure.v1`), an Avro datum of `Disclosure`.
+    pub audit: Vec<u8>,
+    /// The audit record's key: the subject's id as the source knows it.
+    pub subject_id: String,
+    /// Indexes of the agreement in the policy and of its clause.
     pub agreement: usize,
+    pub clause: usize,
+    pub source_event_id: Id,
 }
 
-impl Encoded {
-    /// What the recipient's copy records for retractions: this feed got this event.
-    pub fn receipt(&self) -> Receipt {
-        receipt(&self.topic, &self.key, &self.audit)
-    }
+/// A `Disclosure` borrowed from what it is made of, written with the same fields in the same
+/// order (the tests hold the bytes equal): an audit record per copy without copying the
+/// agreement's field lists each time.
+#[derive(serde::Serialize)]
+struct AuditView<'a> {
+    envelope: &'a Envelope,
+    kind: DisclosureKind,
+    source_event_id: Id,
+    source_event_type: EventType,
+    source_topic: &'a str,
+    subject_id: &'a str,
+    recipient: &'a str,
+    feed: &'a str,
+    agreement_id: &'a str,
+    agreement_version: &'a str,
+    clause_id: &'a str,
+    purposes: &'a [String],
+    lawful_basis: &'a str,
+    policy_version: &'a str,
+    disclosed_by: &'a str,
+    fields_disclosed: &'a [String],
+    fields_transformed: &'a [FieldTransform],
+    fields_withheld: &'a [String],
 }
 
 fn receipt(topic: &str, key: &str, audit: &Disclosure) -> Receipt {
@@ -247,6 +270,35 @@ impl Projector {
         scope
     }
 
+    /// [`Projector::scope`] read from the typed record: only the fields conditions read are
+    /// converted, the rest of the record is not touched.
+    pub fn scope_of(&self, event: &Event) -> cel::Context<'_, 'static> {
+        let mut scope = self.root.new_inner_scope();
+        let Some(vars) = self.vars.get(&event.entity()) else {
+            return scope;
+        };
+        let mut found = Top {
+            vars,
+            values: Vec::with_capacity(vars.len()),
+        };
+        let _ = match event {
+            Event::Incident(r) => serde::Serialize::serialize(r, &mut found),
+            Event::Case(r) => serde::Serialize::serialize(r, &mut found),
+            Event::Victim(r) => serde::Serialize::serialize(r, &mut found),
+        };
+        for (name, is_record) in vars {
+            let v = match found.values.iter().find(|(n, _)| n == name) {
+                Some((_, Value::Null)) | None if *is_record => {
+                    cel::Value::Map(cel::objects::Map::from(HashMap::<String, cel::Value>::new()))
+                }
+                Some((_, v)) => cel_value(v),
+                None => cel::Value::Null,
+            };
+            scope.add_variable_from_value(name.clone(), v);
+        }
+        scope
+    }
+
     /// Every disclosure an event gives rise to. Retracting events give none here: see
     /// [`Projector::retract`]. The reference path: each copy built as a typed record.
     pub fn project(
@@ -255,8 +307,12 @@ impl Projector {
         today: jiff::civil::Date,
         now: Timestamp,
     ) -> Result<Projection> {
-        self.each(event, today, |i, clause, json| {
-            self.disclose(i, clause, event, json, now)
+        let json = event
+            .to_json()
+            .map_err(|e| internal(event, &e.to_string()))?;
+        let scope = self.scope(event.entity(), &json);
+        self.each(event, today, &scope, |i, clause| {
+            self.disclose(i, clause, event, &json, now)
         })
     }
 
@@ -268,7 +324,8 @@ impl Projector {
         today: jiff::civil::Date,
         now: Timestamp,
     ) -> Result<Projection<Encoded>> {
-        self.each(event, today, |i, clause, _| {
+        let scope = self.scope_of(event);
+        self.each(event, today, &scope, |i, clause| {
             self.disclose_encoded(i, clause, event, now)
         })
     }
@@ -277,7 +334,8 @@ impl Projector {
         &self,
         event: &Event,
         today: jiff::civil::Date,
-        mut disclose: impl FnMut(usize, usize, &Value) -> Result<F>,
+        scope: &cel::Context<'_, '_>,
+        mut disclose: impl FnMut(usize, usize) -> Result<F>,
     ) -> Result<Projection<F>> {
         let mut out = Projection {
             feeds: Vec::new(),
@@ -291,13 +349,9 @@ impl Projector {
         let Some(candidates) = self.by_type.get(&env.event_type) else {
             return Ok(out);
         };
-        let json = event
-            .to_json()
-            .map_err(|e| internal(event, &e.to_string()))?;
-        let scope = self.scope(event.entity(), &json);
         for &i in candidates {
-            match self.decide(i, event, &scope, today) {
-                Ok(Verdict::Shares { clause }) => out.feeds.push(disclose(i, clause, &json)?),
+            match self.decide(i, event, scope, today) {
+                Ok(Verdict::Shares { clause }) => out.feeds.push(disclose(i, clause)?),
                 Ok(Verdict::AboveCeiling { .. }) => out.above_ceiling.push(i),
                 Ok(_) => {}
                 Err(why) => out.condition_errors.push((i, why)),
@@ -368,26 +422,42 @@ impl Projector {
                 )
             })?;
         let topic = feed_topic(&a.recipient.org, entity);
-        let audit = self.audit(
-            a,
-            &c.id,
-            DisclosureKind::Disclosure,
-            event,
-            &topic,
-            reference.disclosure_id,
-            now,
-            (
-                plan.disclosed.clone(),
-                plan.transformed.clone(),
-                plan.withheld.clone(),
-            ),
-        );
+        let env = event.envelope();
+        let envelope = self.audit_envelope(event, reference.disclosure_id, now);
+        let mut audit = Vec::with_capacity(512);
+        bluelight_avro::codec::fast::write(
+            &AuditView {
+                envelope: &envelope,
+                kind: DisclosureKind::Disclosure,
+                source_event_id: env.event_id,
+                source_event_type: env.event_type,
+                source_topic: env.event_type.topic(),
+                subject_id: event.key(),
+                recipient: &a.recipient.org,
+                feed: &topic,
+                agreement_id: &a.id,
+                agreement_version: &a.version,
+                clause_id: &c.id,
+                purposes: &a.purposes,
+                lawful_basis: &a.lawful_basis,
+                policy_version: &self.policy.version,
+                disclosed_by: &self.disclosed_by,
+                fields_disclosed: &plan.disclosed,
+                fields_transformed: &plan.transformed,
+                fields_withheld: &plan.withheld,
+            },
+            &mut audit,
+        )
+        .map_err(|e| internal(event, &format!("audit record: {e}")))?;
         Ok(Encoded {
             topic,
             key,
             body,
             audit,
+            subject_id: event.key().to_owned(),
             agreement,
+            clause,
+            source_event_id: env.event_id,
         })
     }
 
@@ -568,17 +638,7 @@ impl Projector {
         (disclosed, transformed, withheld): (Vec<String>, Vec<FieldTransform>, Vec<String>),
     ) -> Disclosure {
         let env = event.envelope();
-        let mut envelope = Envelope::new(
-            EventType::DisclosureRecorded,
-            &self.disclosed_by,
-            &env.source_org,
-            now,
-        );
-        envelope.event_id = disclosure_id;
-        envelope.recorded_at = now;
-        envelope.correlation_id = env.correlation_id;
-        envelope.causation_id = Some(env.event_id);
-        // Left OFFICIAL (Envelope::new): the audit record names fields, never values.
+        let envelope = self.audit_envelope(event, disclosure_id, now);
         Disclosure {
             envelope,
             kind,
@@ -599,6 +659,45 @@ impl Projector {
             fields_transformed: transformed,
             fields_withheld: withheld,
         }
+    }
+
+    /// The envelope of an audit record about `event`.
+    fn audit_envelope(&self, event: &Event, disclosure_id: Id, now: Timestamp) -> Envelope {
+        let env = event.envelope();
+        let mut envelope = Envelope::new(
+            EventType::DisclosureRecorded,
+            &self.disclosed_by,
+            &env.source_org,
+            now,
+        );
+        envelope.event_id = disclosure_id;
+        envelope.recorded_at = now;
+        envelope.correlation_id = env.correlation_id;
+        envelope.causation_id = Some(env.event_id);
+        // Left OFFICIAL (Envelope::new): the audit record names fields, never values.
+        envelope
+    }
+
+    /// What a copy written by the fast path records for retractions.
+    pub fn receipt(&self, f: &Encoded) -> Receipt {
+        let a = &self.policy.agreements[f.agreement];
+        Receipt {
+            feed: f.topic.clone(),
+            recipient: a.recipient.org.clone(),
+            agreement_id: a.id.clone(),
+            agreement_version: a.version.clone(),
+            sent_key: f.key.clone(),
+            events: vec![super::receipts::Sent {
+                event_id: f.source_event_id,
+                clause_id: a.clauses[f.clause].id.clone(),
+                retracted: false,
+            }],
+        }
+    }
+
+    /// How many fields (or whole records) a clause withholds.
+    pub fn withheld(&self, agreement: usize, clause: usize) -> usize {
+        self.plans[agreement][clause].withheld.len()
     }
 
     /// The pseudonymiser of an agreement, for tests and `explain`.
@@ -788,4 +887,110 @@ fn cel_value(v: &Value) -> cel::Value {
                 .collect::<HashMap<String, cel::Value>>(),
         )),
     }
+}
+
+/// Picks the named top-level fields out of a record as it serialises, as JSON.
+struct Top<'a> {
+    vars: &'a [(String, bool)],
+    values: Vec<(&'static str, Value)>,
+}
+
+impl serde::ser::SerializeStruct for &mut Top<'_> {
+    type Ok = ();
+    type Error = serde_json::Error;
+
+    fn serialize_field<T: serde::Serialize + ?Sized>(
+        &mut self,
+        name: &'static str,
+        value: &T,
+    ) -> serde_json::Result<()> {
+        if self.vars.iter().any(|(n, _)| n == name) {
+            self.values.push((name, serde_json::to_value(value)?));
+        }
+        Ok(())
+    }
+
+    fn end(self) -> serde_json::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'b> serde::Serializer for &'b mut Top<'_> {
+    type Ok = ();
+    type Error = serde_json::Error;
+    type SerializeSeq = serde::ser::Impossible<(), serde_json::Error>;
+    type SerializeTuple = serde::ser::Impossible<(), serde_json::Error>;
+    type SerializeTupleStruct = serde::ser::Impossible<(), serde_json::Error>;
+    type SerializeTupleVariant = serde::ser::Impossible<(), serde_json::Error>;
+    type SerializeMap = serde::ser::Impossible<(), serde_json::Error>;
+    type SerializeStruct = Self;
+    type SerializeStructVariant = serde::ser::Impossible<(), serde_json::Error>;
+
+    fn serialize_struct(self, _: &'static str, _: usize) -> serde_json::Result<Self> {
+        Ok(self)
+    }
+
+    fn serialize_bool(self, _: bool) -> serde_json::Result<()> { Err(not_record()) }
+    fn serialize_i8(self, _: i8) -> serde_json::Result<()> { Err(not_record()) }
+    fn serialize_i16(self, _: i16) -> serde_json::Result<()> { Err(not_record()) }
+    fn serialize_i32(self, _: i32) -> serde_json::Result<()> { Err(not_record()) }
+    fn serialize_i64(self, _: i64) -> serde_json::Result<()> { Err(not_record()) }
+    fn serialize_u8(self, _: u8) -> serde_json::Result<()> { Err(not_record()) }
+    fn serialize_u16(self, _: u16) -> serde_json::Result<()> { Err(not_record()) }
+    fn serialize_u32(self, _: u32) -> serde_json::Result<()> { Err(not_record()) }
+    fn serialize_u64(self, _: u64) -> serde_json::Result<()> { Err(not_record()) }
+    fn serialize_f32(self, _: f32) -> serde_json::Result<()> { Err(not_record()) }
+    fn serialize_f64(self, _: f64) -> serde_json::Result<()> { Err(not_record()) }
+    fn serialize_char(self, _: char) -> serde_json::Result<()> { Err(not_record()) }
+    fn serialize_str(self, _: &str) -> serde_json::Result<()> { Err(not_record()) }
+    fn serialize_bytes(self, _: &[u8]) -> serde_json::Result<()> { Err(not_record()) }
+    fn serialize_none(self) -> serde_json::Result<()> { Err(not_record()) }
+    fn serialize_some<T: serde::Serialize + ?Sized>(self, _: &T) -> serde_json::Result<()> {
+        Err(not_record())
+    }
+    fn serialize_unit(self) -> serde_json::Result<()> { Err(not_record()) }
+    fn serialize_unit_struct(self, _: &'static str) -> serde_json::Result<()> { Err(not_record()) }
+    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> serde_json::Result<()> {
+        Err(not_record())
+    }
+    fn serialize_newtype_struct<T: serde::Serialize + ?Sized>(self, _: &'static str, _: &T) -> serde_json::Result<()> {
+        Err(not_record())
+    }
+    fn serialize_newtype_variant<T: serde::Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> serde_json::Result<()> {
+        Err(not_record())
+    }
+    fn serialize_seq(self, _: Option<usize>) -> serde_json::Result<Self::SerializeSeq> { Err(not_record()) }
+    fn serialize_tuple(self, _: usize) -> serde_json::Result<Self::SerializeTuple> { Err(not_record()) }
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> serde_json::Result<Self::SerializeTupleStruct> {
+        Err(not_record())
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> serde_json::Result<Self::SerializeTupleVariant> {
+        Err(not_record())
+    }
+    fn serialize_map(self, _: Option<usize>) -> serde_json::Result<Self::SerializeMap> { Err(not_record()) }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> serde_json::Result<Self::SerializeStructVariant> {
+        Err(not_record())
+    }
+}
+
+fn not_record() -> serde_json::Error {
+    serde::ser::Error::custom("a record was expected")
 }

@@ -121,10 +121,34 @@ pub(super) fn send_encoded(
         Some(id) => id,
         None => rt.block_on(register_feed(codec, &subject, entity))?,
     };
+    let headers = OwnedHeaders::new().insert(Header {
+        key: "traceparent",
+        value: Some(traceparent),
+    });
     out.clear();
     bluelight_avro::codec::write_header(id, out);
     out.extend_from_slice(&f.body);
-    send_with_audit(runner, codec, &f.topic, &f.key, &f.audit, traceparent, out, stop)
+    runner.send(
+        BaseRecord::to(&f.topic)
+            .key(f.key.as_bytes())
+            .payload(out.as_slice())
+            .headers(headers.clone()),
+        stop,
+    )?;
+    let audit_subject = format!("{AUDIT_TOPIC}-value");
+    let id = codec
+        .schema_id(&audit_subject)
+        .ok_or_else(|| Error::from(bluelight_avro::Error::NotRegistered { subject: audit_subject }))?;
+    out.clear();
+    bluelight_avro::codec::write_header(id, out);
+    out.extend_from_slice(&f.audit);
+    runner.send(
+        BaseRecord::to(AUDIT_TOPIC)
+            .key(f.subject_id.as_bytes())
+            .payload(out.as_slice())
+            .headers(headers),
+        stop,
+    )
 }
 
 /// Sends the feed record in `out`, then its audit record (reusing `out`).

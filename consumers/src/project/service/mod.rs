@@ -235,15 +235,16 @@ fn transact(
                         out,
                         stop,
                     )?;
+                    let a = &projector.policy().agreements[f.agreement];
                     METRICS
                         .disclosures
-                        .with_label_values(&[&f.audit.agreement_id, &f.audit.recipient])
+                        .with_label_values(&[&a.id, &a.recipient.org])
                         .inc_by(1);
                     METRICS
                         .fields_withheld
-                        .with_label_values(&[&f.audit.agreement_id, "not-shared"])
-                        .inc_by(f.audit.fields_withheld.len() as u64);
-                    let receipt = f.receipt();
+                        .with_label_values(&[&a.id, "not-shared"])
+                        .inc_by(projector.withheld(f.agreement, f.clause) as u64);
+                    let receipt = projector.receipt(f);
                     entries.push(Receipts::entry(&key, &receipt, &receipt.events[0]));
                     receipts.record(&key, receipt);
                 }
