@@ -241,3 +241,360 @@ fields!(ser::SerializeTupleStruct, serialize_field);
 fields!(ser::SerializeTupleVariant, serialize_field);
 fields!(ser::SerializeStruct, serialize_field, &'static str);
 fields!(ser::SerializeStructVariant, serialize_field, &'static str);
+
+/// Reads an Avro datum written under `T`'s own derived schema (the reader checks that the
+/// writer's schema is that one before taking this path), returning the value and the bytes
+/// left over. Strings are read in place; lengths and counts are checked against the input, so
+/// a corrupt length fails instead of allocating.
+pub fn read<'de, T: serde::Deserialize<'de>>(input: &'de [u8]) -> Result<(T, &'de [u8]), Error> {
+    let mut r = Reader { input };
+    let value = T::deserialize(&mut r)?;
+    Ok((value, r.input))
+}
+
+/// Most items in one array or map block: far above any record's, far below a corrupt count.
+const MAX_BLOCK: i64 = 1_000_000;
+
+struct Reader<'de> {
+    input: &'de [u8],
+}
+
+impl<'de> Reader<'de> {
+    fn long(&mut self) -> Result<i64, Error> {
+        let mut z: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let (&b, rest) = self
+                .input
+                .split_first()
+                .ok_or_else(|| Error("the record ends inside a number".into()))?;
+            self.input = rest;
+            z |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(((z >> 1) as i64) ^ -((z & 1) as i64));
+            }
+        }
+        Err(Error("a number longer than 10 bytes".into()))
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'de [u8], Error> {
+        if n > self.input.len() {
+            return Err(Error(format!(
+                "a length of {n} bytes runs past the end of the record ({} left)",
+                self.input.len()
+            )));
+        }
+        let (head, rest) = self.input.split_at(n);
+        self.input = rest;
+        Ok(head)
+    }
+
+    fn len(&mut self) -> Result<usize, Error> {
+        let n = self.long()?;
+        usize::try_from(n).map_err(|_| Error(format!("a negative length ({n})")))
+    }
+
+    fn str(&mut self) -> Result<&'de str, Error> {
+        let n = self.len()?;
+        std::str::from_utf8(self.take(n)?).map_err(|e| Error(format!("text is not UTF-8: {e}")))
+    }
+
+    /// The count of the next block of an array or map (0 at the end).
+    fn block(&mut self) -> Result<usize, Error> {
+        let mut n = self.long()?;
+        if n < 0 {
+            n = n
+                .checked_neg()
+                .ok_or_else(|| Error("a corrupt block count".into()))?;
+            let _bytes = self.long()?;
+        }
+        if n > MAX_BLOCK || n as usize > self.input.len() {
+            return Err(Error(format!(
+                "a block of {n} items cannot fit in the {} bytes left",
+                self.input.len()
+            )));
+        }
+        Ok(n as usize)
+    }
+}
+
+impl serde::de::Error for Error {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        Error(msg.to_string())
+    }
+}
+
+macro_rules! read_int {
+    ($($method:ident => $visit:ident($ty:ty)),* $(,)?) => {
+        $(fn $method<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            let n = self.long()?;
+            visitor.$visit(<$ty>::try_from(n).map_err(|_| Error(format!("{n} is out of range")))?)
+        })*
+    };
+}
+
+impl<'de> serde::Deserializer<'de> for &mut Reader<'de> {
+    type Error = Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
+        Err(Error(
+            "the field-order reader needs the record's type".into(),
+        ))
+    }
+
+    read_int!(
+        deserialize_i8 => visit_i8(i8), deserialize_i16 => visit_i16(i16),
+        deserialize_i32 => visit_i32(i32), deserialize_i64 => visit_i64(i64),
+        deserialize_u8 => visit_u8(u8), deserialize_u16 => visit_u16(u16),
+        deserialize_u32 => visit_u32(u32), deserialize_u64 => visit_u64(u64),
+    );
+
+    fn deserialize_bool<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.take(1)? {
+            [0] => visitor.visit_bool(false),
+            [1] => visitor.visit_bool(true),
+            other => Err(Error(format!("{other:?} is not a boolean"))),
+        }
+    }
+    fn deserialize_f32<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        let b = self.take(4)?;
+        visitor.visit_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn deserialize_f64<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        visitor.visit_f64(f64::from_le_bytes(a))
+    }
+    fn deserialize_char<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.deserialize_str(visitor)
+    }
+    fn deserialize_str<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_borrowed_str(self.str()?)
+    }
+    fn deserialize_string<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.deserialize_str(visitor)
+    }
+    fn deserialize_bytes<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        let n = self.len()?;
+        visitor.visit_borrowed_bytes(self.take(n)?)
+    }
+    fn deserialize_byte_buf<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        self.deserialize_bytes(visitor)
+    }
+    fn deserialize_option<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.long()? {
+            0 => visitor.visit_none(),
+            1 => visitor.visit_some(self),
+            n => Err(Error(format!("union branch {n} of an optional value"))),
+        }
+    }
+    fn deserialize_unit<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_unit()
+    }
+    fn deserialize_unit_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        visitor.visit_unit()
+    }
+    fn deserialize_newtype_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        visitor.visit_newtype_struct(self)
+    }
+    fn deserialize_seq<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_seq(Items {
+            r: self,
+            left: 0,
+            done: false,
+        })
+    }
+    fn deserialize_tuple<V: serde::de::Visitor<'de>>(
+        self,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        visitor.visit_seq(Fields { r: self, left: len })
+    }
+    fn deserialize_tuple_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _: &'static str,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        visitor.visit_seq(Fields { r: self, left: len })
+    }
+    fn deserialize_map<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_map(Items {
+            r: self,
+            left: 0,
+            done: false,
+        })
+    }
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        visitor.visit_seq(Fields {
+            r: self,
+            left: fields.len(),
+        })
+    }
+    fn deserialize_enum<V: serde::de::Visitor<'de>>(
+        self,
+        _: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        let i = self.long()?;
+        let i = u32::try_from(i)
+            .ok()
+            .filter(|i| (*i as usize) < variants.len())
+            .ok_or_else(|| {
+                Error(format!(
+                    "symbol {i} is not one of the {} known",
+                    variants.len()
+                ))
+            })?;
+        visitor.visit_enum(Symbol { i })
+    }
+    fn deserialize_identifier<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        self.deserialize_str(visitor)
+    }
+    fn deserialize_ignored_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
+        Err(Error(
+            "the field-order reader cannot skip a value of unknown type".into(),
+        ))
+    }
+}
+
+/// A record's fields, in order.
+struct Fields<'a, 'de> {
+    r: &'a mut Reader<'de>,
+    left: usize,
+}
+
+impl<'de> serde::de::SeqAccess<'de> for Fields<'_, 'de> {
+    type Error = Error;
+    fn next_element_seed<T: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Error> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        seed.deserialize(&mut *self.r).map(Some)
+    }
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.left)
+    }
+}
+
+/// An array's or a map's items, block by block.
+struct Items<'a, 'de> {
+    r: &'a mut Reader<'de>,
+    left: usize,
+    done: bool,
+}
+
+impl Items<'_, '_> {
+    fn more(&mut self) -> Result<bool, Error> {
+        if self.done {
+            return Ok(false);
+        }
+        if self.left == 0 {
+            self.left = self.r.block()?;
+            if self.left == 0 {
+                self.done = true;
+                return Ok(false);
+            }
+        }
+        self.left -= 1;
+        Ok(true)
+    }
+}
+
+impl<'de> serde::de::SeqAccess<'de> for Items<'_, 'de> {
+    type Error = Error;
+    fn next_element_seed<T: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, Error> {
+        if !self.more()? {
+            return Ok(None);
+        }
+        seed.deserialize(&mut *self.r).map(Some)
+    }
+}
+
+impl<'de> serde::de::MapAccess<'de> for Items<'_, 'de> {
+    type Error = Error;
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
+        if !self.more()? {
+            return Ok(None);
+        }
+        seed.deserialize(&mut *self.r).map(Some)
+    }
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Error> {
+        seed.deserialize(&mut *self.r)
+    }
+}
+
+/// An enum symbol by its index.
+struct Symbol {
+    i: u32,
+}
+
+impl<'de> serde::de::EnumAccess<'de> for Symbol {
+    type Error = Error;
+    type Variant = Self;
+    fn variant_seed<V: serde::de::DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, Self), Error> {
+        use serde::de::IntoDeserializer;
+        let v = seed.deserialize(self.i.into_deserializer())?;
+        Ok((v, self))
+    }
+}
+
+impl<'de> serde::de::VariantAccess<'de> for Symbol {
+    type Error = Error;
+    fn unit_variant(self) -> Result<(), Error> {
+        Ok(())
+    }
+    fn newtype_variant_seed<T: serde::de::DeserializeSeed<'de>>(
+        self,
+        _: T,
+    ) -> Result<T::Value, Error> {
+        Err(Error("only symbols are read as enums".into()))
+    }
+    fn tuple_variant<V: serde::de::Visitor<'de>>(self, _: usize, _: V) -> Result<V::Value, Error> {
+        Err(Error("only symbols are read as enums".into()))
+    }
+    fn struct_variant<V: serde::de::Visitor<'de>>(
+        self,
+        _: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Error> {
+        Err(Error("only symbols are read as enums".into()))
+    }
+}

@@ -62,6 +62,10 @@ pub fn write_header(id: u32, out: &mut Vec<u8>) {
 struct Resolved {
     full_name: String,
     reader: GenericDatumReader<'static>,
+    schema: &'static Schema,
+    /// Whether the writer's schema is the reading type's own (the usual case), so the body
+    /// can be read in field order (`fast::read`); decided on the first decode.
+    own: std::sync::OnceLock<bool>,
 }
 
 /// The schema id a subject is written under; the schema is the record type's own.
@@ -185,6 +189,22 @@ impl Codec {
                 expected,
             });
         }
+        let own = *resolved
+            .own
+            .get_or_init(|| T::get_schema().canonical_form() == resolved.schema.canonical_form());
+        if own {
+            let (record, left) = fast::read::<T>(body).map_err(|e| Error::Malformed {
+                id,
+                reason: e.to_string(),
+            })?;
+            if !left.is_empty() {
+                return Err(Error::Malformed {
+                    id,
+                    reason: format!("{} bytes left over after the record", left.len()),
+                });
+            }
+            return Ok(record);
+        }
         let record = resolved
             .reader
             .read_deser::<T>(&mut body)
@@ -216,7 +236,12 @@ impl Codec {
         let reader = GenericDatumReader::builder(schema)
             .build()
             .map_err(|e| Error::InvalidSchema(format!("schema id {id}: {e}")))?;
-        let resolved = Arc::new(Resolved { full_name, reader });
+        let resolved = Arc::new(Resolved {
+            full_name,
+            reader,
+            schema,
+            own: std::sync::OnceLock::new(),
+        });
         self.by_id.rcu(|map| {
             let mut map = HashMap::clone(map);
             map.entry(id).or_insert_with(|| resolved.clone());
@@ -236,6 +261,8 @@ impl Codec {
         let resolved = Arc::new(Resolved {
             full_name: T::FULL_NAME.to_owned(),
             reader,
+            schema,
+            own: std::sync::OnceLock::from(true),
         });
         let writer = Arc::new(Writer { id });
         self.by_id.rcu(|map| {

@@ -930,30 +930,73 @@ impl<'b> serde::Serializer for &'b mut Top<'_> {
         Ok(self)
     }
 
-    fn serialize_bool(self, _: bool) -> serde_json::Result<()> { Err(not_record()) }
-    fn serialize_i8(self, _: i8) -> serde_json::Result<()> { Err(not_record()) }
-    fn serialize_i16(self, _: i16) -> serde_json::Result<()> { Err(not_record()) }
-    fn serialize_i32(self, _: i32) -> serde_json::Result<()> { Err(not_record()) }
-    fn serialize_i64(self, _: i64) -> serde_json::Result<()> { Err(not_record()) }
-    fn serialize_u8(self, _: u8) -> serde_json::Result<()> { Err(not_record()) }
-    fn serialize_u16(self, _: u16) -> serde_json::Result<()> { Err(not_record()) }
-    fn serialize_u32(self, _: u32) -> serde_json::Result<()> { Err(not_record()) }
-    fn serialize_u64(self, _: u64) -> serde_json::Result<()> { Err(not_record()) }
-    fn serialize_f32(self, _: f32) -> serde_json::Result<()> { Err(not_record()) }
-    fn serialize_f64(self, _: f64) -> serde_json::Result<()> { Err(not_record()) }
-    fn serialize_char(self, _: char) -> serde_json::Result<()> { Err(not_record()) }
-    fn serialize_str(self, _: &str) -> serde_json::Result<()> { Err(not_record()) }
-    fn serialize_bytes(self, _: &[u8]) -> serde_json::Result<()> { Err(not_record()) }
-    fn serialize_none(self) -> serde_json::Result<()> { Err(not_record()) }
+    fn serialize_bool(self, _: bool) -> serde_json::Result<()> {
+        Err(not_record())
+    }
+    fn serialize_i8(self, _: i8) -> serde_json::Result<()> {
+        Err(not_record())
+    }
+    fn serialize_i16(self, _: i16) -> serde_json::Result<()> {
+        Err(not_record())
+    }
+    fn serialize_i32(self, _: i32) -> serde_json::Result<()> {
+        Err(not_record())
+    }
+    fn serialize_i64(self, _: i64) -> serde_json::Result<()> {
+        Err(not_record())
+    }
+    fn serialize_u8(self, _: u8) -> serde_json::Result<()> {
+        Err(not_record())
+    }
+    fn serialize_u16(self, _: u16) -> serde_json::Result<()> {
+        Err(not_record())
+    }
+    fn serialize_u32(self, _: u32) -> serde_json::Result<()> {
+        Err(not_record())
+    }
+    fn serialize_u64(self, _: u64) -> serde_json::Result<()> {
+        Err(not_record())
+    }
+    fn serialize_f32(self, _: f32) -> serde_json::Result<()> {
+        Err(not_record())
+    }
+    fn serialize_f64(self, _: f64) -> serde_json::Result<()> {
+        Err(not_record())
+    }
+    fn serialize_char(self, _: char) -> serde_json::Result<()> {
+        Err(not_record())
+    }
+    fn serialize_str(self, _: &str) -> serde_json::Result<()> {
+        Err(not_record())
+    }
+    fn serialize_bytes(self, _: &[u8]) -> serde_json::Result<()> {
+        Err(not_record())
+    }
+    fn serialize_none(self) -> serde_json::Result<()> {
+        Err(not_record())
+    }
     fn serialize_some<T: serde::Serialize + ?Sized>(self, _: &T) -> serde_json::Result<()> {
         Err(not_record())
     }
-    fn serialize_unit(self) -> serde_json::Result<()> { Err(not_record()) }
-    fn serialize_unit_struct(self, _: &'static str) -> serde_json::Result<()> { Err(not_record()) }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> serde_json::Result<()> {
+    fn serialize_unit(self) -> serde_json::Result<()> {
         Err(not_record())
     }
-    fn serialize_newtype_struct<T: serde::Serialize + ?Sized>(self, _: &'static str, _: &T) -> serde_json::Result<()> {
+    fn serialize_unit_struct(self, _: &'static str) -> serde_json::Result<()> {
+        Err(not_record())
+    }
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+    ) -> serde_json::Result<()> {
+        Err(not_record())
+    }
+    fn serialize_newtype_struct<T: serde::Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: &T,
+    ) -> serde_json::Result<()> {
         Err(not_record())
     }
     fn serialize_newtype_variant<T: serde::Serialize + ?Sized>(
@@ -965,9 +1008,17 @@ impl<'b> serde::Serializer for &'b mut Top<'_> {
     ) -> serde_json::Result<()> {
         Err(not_record())
     }
-    fn serialize_seq(self, _: Option<usize>) -> serde_json::Result<Self::SerializeSeq> { Err(not_record()) }
-    fn serialize_tuple(self, _: usize) -> serde_json::Result<Self::SerializeTuple> { Err(not_record()) }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> serde_json::Result<Self::SerializeTupleStruct> {
+    fn serialize_seq(self, _: Option<usize>) -> serde_json::Result<Self::SerializeSeq> {
+        Err(not_record())
+    }
+    fn serialize_tuple(self, _: usize) -> serde_json::Result<Self::SerializeTuple> {
+        Err(not_record())
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> serde_json::Result<Self::SerializeTupleStruct> {
         Err(not_record())
     }
     fn serialize_tuple_variant(
@@ -979,7 +1030,9 @@ impl<'b> serde::Serializer for &'b mut Top<'_> {
     ) -> serde_json::Result<Self::SerializeTupleVariant> {
         Err(not_record())
     }
-    fn serialize_map(self, _: Option<usize>) -> serde_json::Result<Self::SerializeMap> { Err(not_record()) }
+    fn serialize_map(self, _: Option<usize>) -> serde_json::Result<Self::SerializeMap> {
+        Err(not_record())
+    }
     fn serialize_struct_variant(
         self,
         _: &'static str,

@@ -17,7 +17,9 @@ pub mod service;
 pub mod transform;
 mod write;
 
-pub use decide::{Encoded, Ended, FeedRecord, Projection, Projector, Verdict, feed_topic, sharing_ended};
+pub use decide::{
+    Encoded, Ended, FeedRecord, Projection, Projector, Verdict, feed_topic, sharing_ended,
+};
 pub use event::Event;
 pub use receipts::{Receipt, Receipts};
 

@@ -66,7 +66,11 @@ impl Plan {
             .entry(CARRIED.to_owned())
             .or_insert_with(|| Node::Part(BTreeMap::new()));
         if matches!(envelope, Node::Keep) {
-            *envelope = Node::Part(children(CARRIED, &fields).map(|c| (c, Node::Keep)).collect());
+            *envelope = Node::Part(
+                children(CARRIED, &fields)
+                    .map(|c| (c, Node::Keep))
+                    .collect(),
+            );
         }
         if let Node::Part(map) = envelope {
             map.insert(DISCLOSURE.to_owned(), Node::Disclosure);

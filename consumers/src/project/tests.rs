@@ -603,7 +603,11 @@ fn the_fast_path_writes_what_the_reference_path_builds() {
                         id.date_of_birth = None;
                     }
                 }
-                vec![Event::Incident(r), Event::Incident(bare), Event::Incident(north)]
+                vec![
+                    Event::Incident(r),
+                    Event::Incident(bare),
+                    Event::Incident(north),
+                ]
             }
             "bl.case.v1" => {
                 let mut r = bluelight_avro::records::samples::case(t);

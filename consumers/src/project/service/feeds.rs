@@ -101,7 +101,16 @@ pub(super) fn send_feed(
     stop: &AtomicBool,
 ) -> Result<()> {
     encode_feed(codec, rt, &f.topic, &f.record, out)?;
-    send_with_audit(runner, codec, &f.topic, &f.key, &f.audit, traceparent, out, stop)
+    send_with_audit(
+        runner,
+        codec,
+        &f.topic,
+        &f.key,
+        &f.audit,
+        traceparent,
+        out,
+        stop,
+    )
 }
 
 /// Sends a copy written by the fast path: its body behind the feed subject's header.
@@ -136,9 +145,11 @@ pub(super) fn send_encoded(
         stop,
     )?;
     let audit_subject = format!("{AUDIT_TOPIC}-value");
-    let id = codec
-        .schema_id(&audit_subject)
-        .ok_or_else(|| Error::from(bluelight_avro::Error::NotRegistered { subject: audit_subject }))?;
+    let id = codec.schema_id(&audit_subject).ok_or_else(|| {
+        Error::from(bluelight_avro::Error::NotRegistered {
+            subject: audit_subject,
+        })
+    })?;
     out.clear();
     bluelight_avro::codec::write_header(id, out);
     out.extend_from_slice(&f.audit);
