@@ -66,8 +66,8 @@ pub struct ProjectCommand {
     )]
     instance: String,
 
-    /// Most events per transaction.
-    #[arg(long, env = "BLUELIGHT_PROJECT_BATCH_MAX", default_value = "2000", value_name = "N",
+    /// Most events per transaction (a backlog is read in batches this large; a trickle commits every --batch-ms).
+    #[arg(long, env = "BLUELIGHT_PROJECT_BATCH_MAX", default_value = "10000", value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     batch_max: u32,
 

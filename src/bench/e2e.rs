@@ -24,7 +24,7 @@ use rdkafka::{
 use super::{
     child::Service,
     latency::{self, Latency},
-    passthrough::{CANONICAL, OUTPUT_TOPIC, traceparent},
+    passthrough::{CANONICAL, OUTPUT_TOPICS, output_topic, traceparent},
     workload::{Prepared, Workload},
 };
 
@@ -138,6 +138,7 @@ fn committed(
 }
 
 /// Waits for `service` (consumer group `group`) to commit up to `ends`, measuring it.
+#[allow(clippy::too_many_arguments)]
 pub fn throughput(
     name: &'static str,
     service: &mut Service,
@@ -187,13 +188,17 @@ pub fn throughput(
     }
 }
 
-/// Creates the passthrough's output topic (6 partitions, like the feeds) if missing.
+/// Creates the passthrough's output topics (6 partitions, like the feeds) if missing.
 pub async fn ensure_output_topic(base: &ClientConfig) -> anyhow::Result<()> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let admin: AdminClient<rdkafka::client::DefaultClientContext> = base.clone().create()?;
-    let topic = NewTopic::new(OUTPUT_TOPIC, 6, TopicReplication::Fixed(1));
+    let names: Vec<String> = (0..OUTPUT_TOPICS).map(output_topic).collect();
+    let topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|t| NewTopic::new(t, 6, TopicReplication::Fixed(1)))
+        .collect();
     for r in admin
-        .create_topics(&[topic], &AdminOptions::new())
+        .create_topics(&topics, &AdminOptions::new())
         .await
         .context("creating the passthrough topic")?
     {

@@ -49,9 +49,20 @@ enum Action {
     E2e(Box<E2eArgs>),
     /// The passthrough run (started by `e2e` as its own process).
     #[command(hide = true)]
-    Passthrough {
+    Passthrough(Box<PassthroughArgs>),
+}
+
+#[derive(Debug, Args)]
+struct PassthroughArgs {
         #[arg(long)]
         group: String,
+        /// The projector's batch settings, read from the same variables so both runs match.
+        #[arg(long, env = "BLUELIGHT_PROJECT_BATCH_MAX", default_value = "10000")]
+        batch_max: usize,
+        #[arg(long, env = "BLUELIGHT_PROJECT_BATCH_MS", default_value = "100")]
+        batch_ms: u64,
+        #[arg(long, env = "BLUELIGHT_PROJECT_QUEUE_MAX", default_value = "20000")]
+        queue_max: usize,
         #[command(flatten)]
         kafka: KafkaArgs,
     },
@@ -105,8 +116,11 @@ struct E2eArgs {
 impl BenchCommand {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         match self.action {
-            Action::Passthrough { group, kafka } => {
-                tokio::task::spawn_blocking(move || passthrough::run(kafka, &group)).await??;
+            Action::Passthrough(p) => {
+                tokio::task::spawn_blocking(move || {
+                    passthrough::run(p.kafka, &p.group, p.batch_max, p.batch_ms, p.queue_max)
+                })
+                .await??;
                 Ok(ExitCode::SUCCESS)
             }
             Action::E2e(args) => e2e_command(*args).await,
@@ -260,7 +274,11 @@ async fn e2e_command(a: E2eArgs) -> anyhow::Result<ExitCode> {
             &[
                 ("BLUELIGHT_BROKERS", &brokers),
                 ("BLUELIGHT_SCHEMA_REGISTRY", &registry),
-                ("BLUELIGHT_LOG", "info"),
+                // Per-batch timings (poll, work, commit) in the run's log, for tuning.
+                (
+                    "BLUELIGHT_LOG",
+                    "info,bluelight_consumers::project::service=debug",
+                ),
             ],
             &logs,
         )?;

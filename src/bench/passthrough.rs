@@ -1,7 +1,9 @@
 //! The limit: the projector's Kafka work with none of its own. The same exactly-once runner
 //! (read_committed consumer group, one transaction per batch with the offsets) reads the canonical
 //! topics and writes, for each event, as many records as the projector writes for it, each a copy
-//! of the event's bytes, to `bench.passthrough.v1`. No decoding, no policy, no encoding.
+//! of the event's bytes, spread over as many topics and partitions as the projector writes to
+//! (its ten feeds, the audit log and the receipts: twelve topics of six partitions), so each
+//! transaction spans as many partitions. No decoding, no policy, no encoding.
 //!
 //! The harness gives each event's output count in its `traceparent` header (the parent-id field):
 //! reading a header is not decoding the record.
@@ -18,7 +20,12 @@ use prometheus::{
 };
 use rdkafka::producer::BaseRecord;
 
-pub const OUTPUT_TOPIC: &str = "bench.passthrough.v1";
+/// As many as the projector writes to under the bench agreements (10 feeds, audit, receipts).
+pub const OUTPUT_TOPICS: usize = 12;
+
+pub fn output_topic(i: usize) -> String {
+    format!("bench.passthrough.{i}.v1")
+}
 pub const CANONICAL: [&str; 3] = ["bl.incident.v1", "bl.case.v1", "bl.victim.v1"];
 
 /// The output count the harness put in a `traceparent`.
@@ -53,7 +60,13 @@ fn metrics() -> anyhow::Result<TxMetrics> {
 }
 
 /// Runs until SIGTERM or Ctrl-C.
-pub fn run(kafka: KafkaArgs, group: &str) -> anyhow::Result<()> {
+pub fn run(
+    kafka: KafkaArgs,
+    group: &str,
+    batch_max: usize,
+    batch_ms: u64,
+    queue_max: usize,
+) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -62,14 +75,19 @@ pub fn run(kafka: KafkaArgs, group: &str) -> anyhow::Result<()> {
             stop.store(true, Ordering::Relaxed);
         });
     }
-    let cfg = EosConfig::new(
+    let mut cfg = EosConfig::new(
         kafka,
         "bench-passthrough",
         group,
         CANONICAL.iter().map(|t| (*t).to_owned()).collect(),
     );
+    cfg.batch_max = batch_max;
+    cfg.batch_time = std::time::Duration::from_millis(batch_ms);
+    cfg.queue_max_messages = queue_max;
     let status = Status::default();
+    let topics: Vec<String> = (0..OUTPUT_TOPICS).map(output_topic).collect();
     let mut runner = Runner::start(cfg, metrics()?, &stop, &status)?;
+    let mut next = 0usize;
     while !stop.load(Ordering::Relaxed) {
         let polled = runner.poll(&stop, &status)?;
         if polled.batch.is_empty() {
@@ -80,7 +98,8 @@ pub fn run(kafka: KafkaArgs, group: &str) -> anyhow::Result<()> {
             for m in &polled.batch {
                 let n = m.traceparent.as_deref().map_or(0, outputs_of);
                 for _ in 0..n {
-                    let mut r = BaseRecord::<[u8], [u8]>::to(OUTPUT_TOPIC);
+                    next = (next + 1) % OUTPUT_TOPICS;
+                    let mut r = BaseRecord::<[u8], [u8]>::to(&topics[next]);
                     if let Some(k) = &m.key {
                         r = r.key(k.as_slice());
                     }

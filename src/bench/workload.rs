@@ -132,11 +132,16 @@ impl<'a> Workload<'a> {
         let event = Event::decode(self.codec, entity, &payload)?;
         let projected =
             self.projector
-                .project(&event, jiff::Zoned::now().date(), Timestamp::now())?;
+                .project_encoded(&event, jiff::Zoned::now().date(), Timestamp::now())?;
         for f in &projected.feeds {
+            // As the service sends them: the subject's header, then the body.
             self.out.clear();
-            f.record
-                .encode_into(self.codec, &format!("{}-value", f.topic), &mut self.out)?;
+            let id = self
+                .codec
+                .schema_id(&format!("{}-value", f.topic))
+                .context("feed subject")?;
+            bluelight_avro::codec::write_header(id, &mut self.out);
+            self.out.extend_from_slice(&f.body);
             self.out.clear();
             bluelight_avro::codec::write_header(self.audit_id, &mut self.out);
             self.out.extend_from_slice(&f.audit);

@@ -10,11 +10,31 @@ impl Envelope {
         source_org: &str,
         occurred_at: Timestamp,
     ) -> Self {
+        Self::with_id(
+            Id::random(),
+            event_type,
+            source_system,
+            source_org,
+            occurred_at,
+            Timestamp::now(),
+        )
+    }
+
+    /// A new OFFICIAL event with the id and recording time given: for ids derived from what
+    /// the event is about (no random draw, which costs a system call, on a hot path).
+    pub fn with_id(
+        event_id: Id,
+        event_type: EventType,
+        source_system: &str,
+        source_org: &str,
+        occurred_at: Timestamp,
+        recorded_at: Timestamp,
+    ) -> Self {
         Envelope {
-            event_id: Id::random(),
+            event_id,
             event_type,
             occurred_at,
-            recorded_at: Timestamp::now(),
+            recorded_at,
             source_system: source_system.to_owned(),
             source_org: source_org.to_owned(),
             correlation_id: None,

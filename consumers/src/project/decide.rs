@@ -424,7 +424,7 @@ impl Projector {
         let topic = feed_topic(&a.recipient.org, entity);
         let env = event.envelope();
         let envelope = self.audit_envelope(event, reference.disclosure_id, now);
-        let mut audit = Vec::with_capacity(512);
+        let mut audit = Vec::with_capacity(1024);
         bluelight_avro::codec::fast::write(
             &AuditView {
                 envelope: &envelope,
@@ -563,14 +563,14 @@ impl Projector {
                     clause_id: sent.clause_id.clone(),
                     recipient: recipient.clone(),
                 };
-                let mut notice_env = Envelope::new(
+                let mut notice_env = Envelope::with_id(
+                    notice_id,
                     entity.retracted(),
                     &env.source_system,
                     &env.source_org,
                     env.occurred_at,
+                    env.recorded_at,
                 );
-                notice_env.event_id = notice_id;
-                notice_env.recorded_at = env.recorded_at;
                 notice_env.causation_id = Some(env.event_id);
                 // Left OFFICIAL (Envelope::new): the notice carries a key and a code, nothing of
                 // the record.
@@ -664,14 +664,14 @@ impl Projector {
     /// The envelope of an audit record about `event`.
     fn audit_envelope(&self, event: &Event, disclosure_id: Id, now: Timestamp) -> Envelope {
         let env = event.envelope();
-        let mut envelope = Envelope::new(
+        let mut envelope = Envelope::with_id(
+            disclosure_id,
             EventType::DisclosureRecorded,
             &self.disclosed_by,
             &env.source_org,
             now,
+            now,
         );
-        envelope.event_id = disclosure_id;
-        envelope.recorded_at = now;
         envelope.correlation_id = env.correlation_id;
         envelope.causation_id = Some(env.event_id);
         // Left OFFICIAL (Envelope::new): the audit record names fields, never values.
@@ -915,7 +915,7 @@ impl serde::ser::SerializeStruct for &mut Top<'_> {
     }
 }
 
-impl<'b> serde::Serializer for &'b mut Top<'_> {
+impl serde::Serializer for &mut Top<'_> {
     type Ok = ();
     type Error = serde_json::Error;
     type SerializeSeq = serde::ser::Impossible<(), serde_json::Error>;

@@ -127,8 +127,8 @@ impl Receipts {
         }
     }
 
-    /// Records that `feed` received `event_id`; returns the subject's new receipts to persist.
-    pub fn record(&mut self, key: &str, receipt: Receipt) -> Vec<Receipt> {
+    /// Records that `feed` received `event_id`.
+    pub fn record(&mut self, key: &str, receipt: Receipt) {
         let mut all = self.get(key).to_vec();
         match all
             .iter_mut()
@@ -151,8 +151,7 @@ impl Receipts {
             }
             None => all.push(receipt),
         }
-        self.put(key, Some(all.clone()));
-        all
+        self.put(key, Some(all));
     }
 
     /// The transaction committed: its changes stay.

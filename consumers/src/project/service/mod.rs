@@ -121,7 +121,9 @@ pub fn run(
             .receipts_evicted
             .inc_by(receipts.evicted - METRICS.receipts_evicted.get());
 
+        let polling = Instant::now();
         let polled = runner.poll(&stop, &status)?;
+        let polled_in = polling.elapsed();
         if polled.batch.is_empty() {
             continue;
         }
@@ -130,6 +132,7 @@ pub fn run(
             // before these offsets became ours, so its receipts are readable now.
             follower.catch_up(&mut receipts, &mut marks, &cfg);
         }
+        let working = Instant::now();
         let result = transact(
             &cfg,
             &runner,
@@ -142,7 +145,15 @@ pub fn run(
             &stop,
         );
         match result {
-            Ok(recorded) => {
+            Ok((recorded, committing)) => {
+                // Where a batch's time goes: the figures for tuning batch size and commit interval.
+                tracing::debug!(
+                    events = polled.batch.len(),
+                    poll_ms = polled_in.as_millis() as u64,
+                    work_ms = (working.elapsed() - committing).as_millis() as u64,
+                    commit_ms = committing.as_millis() as u64,
+                    "batch committed"
+                );
                 receipts.commit();
                 let now = Timestamp::now().0;
                 for at in recorded {
@@ -176,7 +187,7 @@ fn transact(
     batch: &[Input],
     out: &mut Vec<u8>,
     stop: &AtomicBool,
-) -> Result<Vec<i64>> {
+) -> Result<(Vec<i64>, std::time::Duration)> {
     runner.begin()?;
     let mut recorded = Vec::with_capacity(batch.len());
     let today = jiff::Zoned::now().date();
@@ -303,8 +314,9 @@ fn transact(
             .processing
             .observe(metrics::seconds(started.elapsed()));
     }
+    let committing = Instant::now();
     runner.commit(batch, stop)?;
-    Ok(recorded)
+    Ok((recorded, committing.elapsed()))
 }
 
 fn dead_letter(
