@@ -54,18 +54,17 @@ enum Action {
 
 #[derive(Debug, Args)]
 struct PassthroughArgs {
-        #[arg(long)]
-        group: String,
-        /// The projector's batch settings, read from the same variables so both runs match.
-        #[arg(long, env = "BLUELIGHT_PROJECT_BATCH_MAX", default_value = "10000")]
-        batch_max: usize,
-        #[arg(long, env = "BLUELIGHT_PROJECT_BATCH_MS", default_value = "100")]
-        batch_ms: u64,
-        #[arg(long, env = "BLUELIGHT_PROJECT_QUEUE_MAX", default_value = "20000")]
-        queue_max: usize,
-        #[command(flatten)]
-        kafka: KafkaArgs,
-    },
+    #[arg(long)]
+    group: String,
+    /// The projector's batch settings, read from the same variables so both runs match.
+    #[arg(long, env = "BLUELIGHT_PROJECT_BATCH_MAX", default_value = "10000")]
+    batch_max: usize,
+    #[arg(long, env = "BLUELIGHT_PROJECT_BATCH_MS", default_value = "100")]
+    batch_ms: u64,
+    #[arg(long, env = "BLUELIGHT_PROJECT_QUEUE_MAX", default_value = "20000")]
+    queue_max: usize,
+    #[command(flatten)]
+    kafka: KafkaArgs,
 }
 
 #[derive(Debug, Args)]
