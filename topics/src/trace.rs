@@ -71,6 +71,24 @@ pub fn link(span: &tracing::Span, parent: Option<&str>) -> String {
     ))
 }
 
+/// A non-zero random 64-bit id without a system call per id: SplitMix64 per thread, seeded once
+/// from the operating system. Span ids must be unique, not secret; drawing each from the OS
+/// cost a `getrandom` call per record, a third of the projector's time per event.
+fn random_u64() -> u64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(uuid::Uuid::new_v4().as_u64_pair().0);
+    }
+    STATE.with(|s| {
+        let next = s.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        s.set(next);
+        let mut z = next;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)).max(1)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,22 +121,4 @@ mod tests {
         let fresh = parse(&link(&span, Some("garbage"))).expect("valid");
         assert_ne!(fresh.trace_id(), child.trace_id());
     }
-}
-
-/// A non-zero random 64-bit id without a system call per id: SplitMix64 per thread, seeded once
-/// from the operating system. Span ids must be unique, not secret; drawing each from the OS
-/// cost a `getrandom` call per record, a third of the projector's time per event.
-fn random_u64() -> u64 {
-    use std::cell::Cell;
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new(uuid::Uuid::new_v4().as_u64_pair().0);
-    }
-    STATE.with(|s| {
-        let next = s.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
-        s.set(next);
-        let mut z = next;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)).max(1)
-    })
 }
