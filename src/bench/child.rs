@@ -27,7 +27,18 @@ impl Service {
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(logs)?;
         let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
-        let mut cmd = Command::new(std::env::current_exe()?);
+        // BLUELIGHT_BENCH_WRAP runs each service under a profiler, e.g.
+        // `valgrind --tool=callgrind --callgrind-out-file=target/cg.%p`.
+        let wrap = std::env::var("BLUELIGHT_BENCH_WRAP").unwrap_or_default();
+        let mut words = wrap.split_whitespace();
+        let mut cmd = match words.next() {
+            Some(tool) => {
+                let mut c = Command::new(tool);
+                c.args(words).arg(std::env::current_exe()?);
+                c
+            }
+            None => Command::new(std::env::current_exe()?),
+        };
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

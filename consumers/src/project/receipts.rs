@@ -127,9 +127,20 @@ impl Receipts {
         }
     }
 
-    /// Records that `feed` received `event_id`.
+    /// Records that `feed` received `event_id`. Changes the subject's receipts in place: only
+    /// the first change in a transaction keeps a copy, for the rollback.
     pub fn record(&mut self, key: &str, receipt: Receipt) {
-        let mut all = self.get(key).to_vec();
+        if !self.undo.contains_key(key) {
+            let before = self.map.get(key).map(|(_, r)| r.clone());
+            self.undo.insert(key.to_owned(), before);
+        }
+        let mut all = match self.map.remove(key) {
+            Some((seq, all)) => {
+                self.order.remove(&seq);
+                all
+            }
+            None => Vec::new(),
+        };
         match all
             .iter_mut()
             .find(|r| r.feed == receipt.feed && r.agreement_id == receipt.agreement_id)
@@ -151,7 +162,7 @@ impl Receipts {
             }
             None => all.push(receipt),
         }
-        self.put(key, Some(all));
+        self.set(key, Some(all));
     }
 
     /// The transaction committed: its changes stay.
