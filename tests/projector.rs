@@ -19,7 +19,7 @@ use bluelight_avro::{
 use bluelight_topics::testing::{self, unique};
 use common::project::{
     assert_each_once, decode_feed, incident, producer, publish, read_all, rtcs, setup,
-    start_projector, steady_load,
+    start_projector, start_projector_env, steady_load,
 };
 use rdkafka::producer::FutureRecord;
 
@@ -451,4 +451,46 @@ async fn instances_joining_and_dying_under_load_repeat_and_lose_nothing() {
         "the audit count equals the feed count"
     );
     drop(first);
+}
+
+/// `--delivery at-least-once`: no transactions, offsets committed once the outputs are
+/// acknowledged. Killed twice under load, it loses nothing; repeats are allowed (and keep their
+/// disclosure ids), anything unexpected is not.
+#[tokio::test(flavor = "multi_thread")]
+async fn at_least_once_killed_under_load_loses_nothing() {
+    let s = setup("alo").await;
+    let group = unique("project-");
+    let alo = [("BLUELIGHT_PROJECT_DELIVERY", "at-least-once")];
+    let mut projector = start_projector_env(&s, &group, "0", &alo).await;
+    const EVENTS: usize = 400;
+    let records = rtcs(&s, EVENTS);
+    let load = steady_load(&s, records.clone());
+    for kill in 1..=2 {
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        projector.child.kill().expect("kill -9");
+        let _ = projector.child.wait();
+        println!("kill {kill}: projector killed");
+        projector = start_projector_env(&s, &group, "0", &alo).await;
+    }
+    load.await.expect("load");
+    let topic = format!("feed.{}.incident.v1", s.fire);
+    let feed = decode_feed(
+        &s.codec,
+        &read_all(&topic, EVENTS, Duration::from_secs(120)),
+    )
+    .await;
+    let got: BTreeSet<Id> = feed.iter().map(|r| r.envelope.event_id).collect();
+    let want: BTreeSet<Id> = records.iter().map(|r| r.envelope.event_id).collect();
+    assert_eq!(got, want, "every disclosure at least once, nothing else");
+    let ids: BTreeSet<Id> = feed
+        .iter()
+        .filter_map(|r| r.envelope.disclosure.as_ref().map(|d| d.disclosure_id))
+        .collect();
+    assert_eq!(ids.len(), EVENTS, "a repeat keeps its disclosure id");
+    println!(
+        "{} records for {EVENTS} disclosures ({} repeated)",
+        feed.len(),
+        feed.len() - EVENTS
+    );
+    drop(projector);
 }
