@@ -113,7 +113,8 @@ pub(super) fn send_feed(
     )
 }
 
-/// Sends a copy written by the fast path: its body behind the feed subject's header.
+/// Sends a copy written by the fast path: its body behind the feed subject's header, then its
+/// audit record behind the audit subject's.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn send_encoded(
     runner: &Runner,
@@ -130,35 +131,28 @@ pub(super) fn send_encoded(
         Some(id) => id,
         None => rt.block_on(register_feed(codec, &subject, entity))?,
     };
-    let headers = OwnedHeaders::new().insert(Header {
-        key: "traceparent",
-        value: Some(traceparent),
-    });
     out.clear();
     bluelight_avro::codec::write_header(id, out);
     out.extend_from_slice(&f.body);
-    runner.send(
-        BaseRecord::to(&f.topic)
-            .key(f.key.as_bytes())
-            .payload(out.as_slice())
-            .headers(headers.clone()),
-        stop,
-    )?;
     let audit_subject = format!("{AUDIT_TOPIC}-value");
-    let id = codec.schema_id(&audit_subject).ok_or_else(|| {
+    let audit_id = codec.schema_id(&audit_subject).ok_or_else(|| {
         Error::from(bluelight_avro::Error::NotRegistered {
             subject: audit_subject,
         })
     })?;
-    out.clear();
-    bluelight_avro::codec::write_header(id, out);
-    out.extend_from_slice(&f.audit);
-    runner.send(
-        BaseRecord::to(AUDIT_TOPIC)
-            .key(f.subject_id.as_bytes())
-            .payload(out.as_slice())
-            .headers(headers),
+    send_pair(
+        runner,
+        &f.topic,
+        &f.key,
+        &f.subject_id,
+        traceparent,
+        out,
         stop,
+        |out| {
+            bluelight_avro::codec::write_header(audit_id, out);
+            out.extend_from_slice(&f.audit);
+            Ok(())
+        },
     )
 }
 
@@ -174,6 +168,31 @@ fn send_with_audit(
     out: &mut Vec<u8>,
     stop: &AtomicBool,
 ) -> Result<()> {
+    send_pair(
+        runner,
+        topic,
+        key,
+        &audit.subject_id,
+        traceparent,
+        out,
+        stop,
+        |out| Ok(codec.encode_into(&format!("{AUDIT_TOPIC}-value"), audit, out)?),
+    )
+}
+
+/// Sends the feed record in `out` to `topic`, then the audit record `audit` writes into the
+/// cleared buffer, both under the event's trace context.
+#[allow(clippy::too_many_arguments)]
+fn send_pair(
+    runner: &Runner,
+    topic: &str,
+    key: &str,
+    audit_key: &str,
+    traceparent: &str,
+    out: &mut Vec<u8>,
+    stop: &AtomicBool,
+    audit: impl FnOnce(&mut Vec<u8>) -> Result<()>,
+) -> Result<()> {
     let headers = OwnedHeaders::new().insert(Header {
         key: "traceparent",
         value: Some(traceparent),
@@ -186,10 +205,10 @@ fn send_with_audit(
         stop,
     )?;
     out.clear();
-    codec.encode_into(&format!("{AUDIT_TOPIC}-value"), audit, out)?;
+    audit(out)?;
     runner.send(
         BaseRecord::to(AUDIT_TOPIC)
-            .key(audit.subject_id.as_bytes())
+            .key(audit_key.as_bytes())
             .payload(out.as_slice())
             .headers(headers),
         stop,
