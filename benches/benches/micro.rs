@@ -196,14 +196,13 @@ fn projection(c: &mut Criterion) {
                 for f in &projected.feeds {
                     // As the service sends it: the feed subject's header, then the body.
                     out.clear();
-                    let id = codec
-                        .schema_id(&format!("{}-value", f.topic))
-                        .expect("feed subject");
-                    bluelight_avro::codec::write_header(id, &mut out);
-                    out.extend_from_slice(&f.body);
+                    codec
+                        .frame_into(&format!("{}-value", f.topic), &f.body, &mut out)
+                        .expect("feed");
                     out.clear();
-                    bluelight_avro::codec::write_header(4, &mut out);
-                    out.extend_from_slice(&f.audit);
+                    codec
+                        .frame_into("audit.disclosure.v1-value", &f.audit, &mut out)
+                        .expect("audit");
                 }
                 projected.feeds.len()
             })

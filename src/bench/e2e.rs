@@ -10,7 +10,6 @@
 
 use std::{
     collections::BTreeMap,
-    path::Path,
     time::{Duration, Instant},
 };
 
@@ -23,7 +22,6 @@ use rdkafka::{
 
 use super::{
     child::Service,
-    latency::{self, Latency},
     passthrough::{CANONICAL, OUTPUT_TOPICS, output_topic, traceparent},
     workload::{Prepared, Workload},
 };
@@ -210,17 +208,6 @@ pub async fn ensure_output_topic(base: &ClientConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Latency at `rate` against a running service whose backlog is done.
-pub fn latency(
-    base: &ClientConfig,
-    feeds: &[String],
-    sample: &[Prepared],
-    rate: f64,
-    duration: Duration,
-) -> anyhow::Result<Latency> {
-    latency::measure(base, feeds, sample, rate, duration)
-}
-
 /// A machine description for the results: CPU model, cores, memory.
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -241,8 +228,4 @@ pub fn machine() -> String {
         })
         .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
     format!("{cores} cores, {cpu}, {mem_gib:.0} GiB")
-}
-
-pub fn logs_dir(out: &Path) -> std::path::PathBuf {
-    out.join("logs")
 }

@@ -223,7 +223,7 @@ async fn e2e_command(a: E2eArgs) -> anyhow::Result<ExitCode> {
         "preloaded"
     );
 
-    let logs = e2e::logs_dir(&a.work);
+    let logs = a.work.join("logs");
     let brokers = a.kafka.brokers.clone();
     let registry = a.registry.url.clone();
     let mut total_events = workload_events;
@@ -312,7 +312,7 @@ async fn e2e_command(a: E2eArgs) -> anyhow::Result<ExitCode> {
             let sample = sample.clone();
             let (rate, secs) = (a.rate, a.latency_seconds);
             let l = tokio::task::spawn_blocking(move || {
-                e2e::latency(&base, &feeds, &sample, rate, Duration::from_secs(secs))
+                latency::measure(&base, &feeds, &sample, rate, Duration::from_secs(secs))
             })
             .await??;
             total_events += l.sent;

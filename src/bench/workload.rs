@@ -47,7 +47,6 @@ pub struct Workload<'a> {
     codec: &'a Codec,
     projector: &'a Projector,
     pending: std::collections::VecDeque<Prepared>,
-    audit_id: u32,
     out: Vec<u8>,
     /// Time spent in the in-memory step (decode, decide, transform, encode feeds and audits).
     pub projecting: Duration,
@@ -67,9 +66,6 @@ impl<'a> Workload<'a> {
             codec,
             projector,
             pending: Default::default(),
-            audit_id: codec
-                .schema_id("audit.disclosure.v1-value")
-                .context("the audit subject is not registered")?,
             out: Vec::with_capacity(8192),
             projecting: Duration::ZERO,
             events: 0,
@@ -134,17 +130,13 @@ impl<'a> Workload<'a> {
             self.projector
                 .project_encoded(&event, jiff::Zoned::now().date(), Timestamp::now())?;
         for f in &projected.feeds {
-            // As the service sends them: the subject's header, then the body.
+            // As the service sends them: each subject's header, then the body.
             self.out.clear();
-            let id = self
-                .codec
-                .schema_id(&format!("{}-value", f.topic))
-                .context("feed subject")?;
-            bluelight_avro::codec::write_header(id, &mut self.out);
-            self.out.extend_from_slice(&f.body);
+            self.codec
+                .frame_into(&format!("{}-value", f.topic), &f.body, &mut self.out)?;
             self.out.clear();
-            bluelight_avro::codec::write_header(self.audit_id, &mut self.out);
-            self.out.extend_from_slice(&f.audit);
+            self.codec
+                .frame_into("audit.disclosure.v1-value", &f.audit, &mut self.out)?;
         }
         self.projecting += started.elapsed();
         Ok(Prepared {

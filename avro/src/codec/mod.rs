@@ -167,6 +167,19 @@ impl Codec {
         })
     }
 
+    /// Appends `body`, an Avro datum already written for `subject`'s schema (e.g. by
+    /// [`fast::write`]), behind the subject's wire-format header.
+    pub fn frame_into(&self, subject: &str, body: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let id = self
+            .schema_id(subject)
+            .ok_or_else(|| Error::NotRegistered {
+                subject: subject.to_owned(),
+            })?;
+        write_header(id, out);
+        out.extend_from_slice(body);
+        Ok(())
+    }
+
     /// Decodes a wire-format payload into `T`, fetching the writer's schema on first sight of its id.
     pub async fn decode<T: CanonicalRecord>(&self, payload: &[u8]) -> Result<T> {
         let (id, _) = split_header(payload)?;

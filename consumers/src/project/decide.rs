@@ -109,15 +109,36 @@ struct AuditView<'a> {
 }
 
 fn receipt(topic: &str, key: &str, audit: &Disclosure) -> Receipt {
+    first_receipt(
+        topic,
+        key,
+        &audit.recipient,
+        &audit.agreement_id,
+        &audit.agreement_version,
+        audit.source_event_id,
+        &audit.clause_id,
+    )
+}
+
+/// A feed's receipt of its first event from a subject.
+fn first_receipt(
+    feed: &str,
+    sent_key: &str,
+    recipient: &str,
+    agreement_id: &str,
+    agreement_version: &str,
+    event_id: Id,
+    clause_id: &str,
+) -> Receipt {
     Receipt {
-        feed: topic.to_owned(),
-        recipient: audit.recipient.clone(),
-        agreement_id: audit.agreement_id.clone(),
-        agreement_version: audit.agreement_version.clone(),
-        sent_key: key.to_owned(),
+        feed: feed.to_owned(),
+        recipient: recipient.to_owned(),
+        agreement_id: agreement_id.to_owned(),
+        agreement_version: agreement_version.to_owned(),
+        sent_key: sent_key.to_owned(),
         events: vec![super::receipts::Sent {
-            event_id: audit.source_event_id,
-            clause_id: audit.clause_id.clone(),
+            event_id,
+            clause_id: clause_id.to_owned(),
             retracted: false,
         }],
     }
@@ -256,42 +277,51 @@ impl Projector {
 
     /// The CEL scope of one event: the top-level fields the conditions read.
     pub fn scope<'a>(&'a self, entity: Entity, json: &Value) -> cel::Context<'a, 'static> {
-        let mut scope = self.root.new_inner_scope();
-        for (name, is_record) in self.vars.get(&entity).into_iter().flatten() {
-            let v = match json.get(name) {
-                Some(Value::Null) | None if *is_record => {
-                    cel::Value::Map(cel::objects::Map::from(HashMap::<String, cel::Value>::new()))
-                }
-                Some(v) => cel_value(v),
-                None => cel::Value::Null,
-            };
-            scope.add_variable_from_value(name.clone(), v);
-        }
-        scope
+        self.bind(entity, |name| json.get(name))
     }
 
     /// [`Projector::scope`] read from the typed record: only the fields conditions read are
     /// converted, the rest of the record is not touched.
     pub fn scope_of(&self, event: &Event) -> cel::Context<'_, 'static> {
-        let mut scope = self.root.new_inner_scope();
-        let Some(vars) = self.vars.get(&event.entity()) else {
-            return scope;
-        };
+        let vars = self
+            .vars
+            .get(&event.entity())
+            .map_or(&[][..], Vec::as_slice);
         let mut found = Top {
             vars,
             values: Vec::with_capacity(vars.len()),
         };
-        let _ = match event {
-            Event::Incident(r) => serde::Serialize::serialize(r, &mut found),
-            Event::Case(r) => serde::Serialize::serialize(r, &mut found),
-            Event::Victim(r) => serde::Serialize::serialize(r, &mut found),
-        };
-        for (name, is_record) in vars {
-            let v = match found.values.iter().find(|(n, _)| n == name) {
-                Some((_, Value::Null)) | None if *is_record => {
+        if !vars.is_empty() {
+            let _ = match event {
+                Event::Incident(r) => serde::Serialize::serialize(r, &mut found),
+                Event::Case(r) => serde::Serialize::serialize(r, &mut found),
+                Event::Victim(r) => serde::Serialize::serialize(r, &mut found),
+            };
+        }
+        self.bind(event.entity(), |name| {
+            found
+                .values
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v)
+        })
+    }
+
+    /// An inner scope with each variable the entity's conditions read, from `get` (a record
+    /// absent or null is bound as an empty map, so `has(casualties.serious)` is false rather
+    /// than an error).
+    fn bind<'v>(
+        &self,
+        entity: Entity,
+        get: impl Fn(&str) -> Option<&'v Value>,
+    ) -> cel::Context<'_, 'static> {
+        let mut scope = self.root.new_inner_scope();
+        for (name, is_record) in self.vars.get(&entity).into_iter().flatten() {
+            let v = match get(name) {
+                Some(Value::Null) | None if *is_record => {
                     cel::Value::Map(cel::objects::Map::from(HashMap::<String, cel::Value>::new()))
                 }
-                Some((_, v)) => cel_value(v),
+                Some(v) => cel_value(v),
                 None => cel::Value::Null,
             };
             scope.add_variable_from_value(name.clone(), v);
@@ -681,18 +711,15 @@ impl Projector {
     /// What a copy written by the fast path records for retractions.
     pub fn receipt(&self, f: &Encoded) -> Receipt {
         let a = &self.policy.agreements[f.agreement];
-        Receipt {
-            feed: f.topic.clone(),
-            recipient: a.recipient.org.clone(),
-            agreement_id: a.id.clone(),
-            agreement_version: a.version.clone(),
-            sent_key: f.key.clone(),
-            events: vec![super::receipts::Sent {
-                event_id: f.source_event_id,
-                clause_id: a.clauses[f.clause].id.clone(),
-                retracted: false,
-            }],
-        }
+        first_receipt(
+            &f.topic,
+            &f.key,
+            &a.recipient.org,
+            &a.id,
+            &a.version,
+            f.source_event_id,
+            &a.clauses[f.clause].id,
+        )
     }
 
     /// How many fields (or whole records) a clause withholds.

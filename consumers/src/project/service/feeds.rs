@@ -127,19 +127,14 @@ pub(super) fn send_encoded(
     stop: &AtomicBool,
 ) -> Result<()> {
     let subject = format!("{}-value", f.topic);
-    let id = match codec.schema_id(&subject) {
-        Some(id) => id,
-        None => rt.block_on(register_feed(codec, &subject, entity))?,
-    };
     out.clear();
-    bluelight_avro::codec::write_header(id, out);
-    out.extend_from_slice(&f.body);
-    let audit_subject = format!("{AUDIT_TOPIC}-value");
-    let audit_id = codec.schema_id(&audit_subject).ok_or_else(|| {
-        Error::from(bluelight_avro::Error::NotRegistered {
-            subject: audit_subject,
-        })
-    })?;
+    if let Err(bluelight_avro::Error::NotRegistered { .. }) =
+        codec.frame_into(&subject, &f.body, out)
+    {
+        rt.block_on(register_feed(codec, &subject, entity))?;
+        out.clear();
+        codec.frame_into(&subject, &f.body, out)?;
+    }
     send_pair(
         runner,
         &f.topic,
@@ -148,11 +143,7 @@ pub(super) fn send_encoded(
         traceparent,
         out,
         stop,
-        |out| {
-            bluelight_avro::codec::write_header(audit_id, out);
-            out.extend_from_slice(&f.audit);
-            Ok(())
-        },
+        |out| Ok(codec.frame_into(&format!("{AUDIT_TOPIC}-value"), &f.audit, out)?),
     )
 }
 
