@@ -31,7 +31,12 @@ struct Stack {
 
 impl Stack {
     fn start(state: &Path, port: u16, controller: u16, registry: u16, ingest: u16) -> Stack {
-        let mut child = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/local/up"))
+        // Through `env --default-signal=INT`: a suite started in the background inherits SIGINT
+        // ignored, and a shell cannot trap a signal ignored on entry, so the Ctrl-C below would
+        // go unheard (as it would for a user's `up &`). A terminal's Ctrl-C is what is tested.
+        let mut child = Command::new("env")
+            .arg("--default-signal=INT")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/local/up"))
             .env("BLUELIGHT_BIN", env!("CARGO_BIN_EXE_bluelight"))
             .env("BLUELIGHT_STATE_DIR", state)
             .env("BLUELIGHT_BROKER_PORT", port.to_string())
