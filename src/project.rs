@@ -71,7 +71,7 @@ pub struct ProjectCommand {
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     batch_max: u32,
 
-    /// Longest a transaction waits to fill, in milliseconds (latency against throughput).
+    /// Batch window in milliseconds: a batch closes this long after the previous one did, so the time spent projecting and committing counts towards it (latency against commits per second).
     #[arg(long, env = "BLUELIGHT_PROJECT_BATCH_MS", default_value = "100", value_name = "MS",
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
     batch_ms: u64,

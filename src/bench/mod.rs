@@ -267,17 +267,19 @@ async fn e2e_command(a: E2eArgs) -> anyhow::Result<ExitCode> {
         };
         let group = args[args.iter().position(|x| x == "--group").unwrap_or(0) + 1].clone();
         tracing::info!(run = name, "starting");
+        let service_log = std::env::var("BLUELIGHT_BENCH_LOG").unwrap_or_else(|_| {
+            "info,bluelight_consumers::project::service=debug,bluelight_consumers::eos::runner=debug"
+                .into()
+        });
         let mut service = child::Service::start(
             name,
             &args,
             &[
                 ("BLUELIGHT_BROKERS", &brokers),
                 ("BLUELIGHT_SCHEMA_REGISTRY", &registry),
-                // Per-batch timings (poll, work, commit) in the run's log, for tuning.
-                (
-                    "BLUELIGHT_LOG",
-                    "info,bluelight_consumers::project::service=debug",
-                ),
+                // Per-batch timings (poll, work, commit) in the run's log, for tuning;
+                // BLUELIGHT_BENCH_LOG replaces the filter (e.g. to add `rdkafka=debug`).
+                ("BLUELIGHT_LOG", &service_log),
             ],
             &logs,
         )?;

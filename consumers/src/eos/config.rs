@@ -115,6 +115,11 @@ impl EosConfig {
             .set("queue.buffering.max.kbytes", "65536")
             .set("linger.ms", "5")
             .set("compression.type", "lz4")
+            // The broker answers CONCURRENT_TRANSACTIONS to the next transaction's first request
+            // until the last one's markers are written (a few ms here); at librdkafka's 100 ms
+            // backoff that wait was most of every commit. Retries still back off exponentially
+            // (to `retry.backoff.max.ms`) when something is really wrong.
+            .set("retry.backoff.ms", "10")
             .set("message.timeout.ms", ms(self.timeout));
         Ok(c)
     }

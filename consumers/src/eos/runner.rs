@@ -68,6 +68,10 @@ pub struct Runner {
     metrics: TxMetrics,
     /// When the producer was last fenced: too often means a twin with the same id.
     fenced: Vec<Instant>,
+    /// When the last poll ended: the next batch closes `batch_time` after it, so the time spent
+    /// projecting and committing counts towards the window and events that queued meanwhile
+    /// are not held back a further `batch_time`.
+    polled: Instant,
 }
 
 impl std::fmt::Debug for Runner {
@@ -94,6 +98,7 @@ impl Runner {
             producer,
             consumer,
             metrics,
+            polled: Instant::now(),
             fenced: Vec::new(),
         })
     }
@@ -130,7 +135,10 @@ impl Runner {
     /// may belong to another instance now, or come again), or after replacing a consumer that
     /// failed for good.
     pub fn poll(&mut self, stop: &AtomicBool, status: &Status) -> Result<Polled> {
-        let batch = match self.poll_batch(stop) {
+        let deadline = self.polled + self.cfg.batch_time;
+        let batch = self.poll_batch(stop, deadline);
+        self.polled = Instant::now();
+        let batch = match batch {
             Ok(batch) => batch,
             Err(e) => {
                 // Nothing of a batch is pending (transactions end before the next poll): a new
@@ -170,15 +178,24 @@ impl Runner {
         Ok(Polled { batch, moved_here })
     }
 
-    fn poll_batch(&self, stop: &AtomicBool) -> std::result::Result<Vec<Input>, KafkaError> {
-        let deadline = Instant::now() + self.cfg.batch_time;
+    /// Takes records until the batch is full or the deadline has passed. Past the deadline, what
+    /// is already fetched is still taken (a zero-wait poll), and an empty batch waits up to one
+    /// more window for its first record: a busy projector works in batches as large as the load
+    /// makes them, and a lone event waits at most `batch_time`.
+    fn poll_batch(
+        &self,
+        stop: &AtomicBool,
+        deadline: Instant,
+    ) -> std::result::Result<Vec<Input>, KafkaError> {
         let mut batch = Vec::new();
         while batch.len() < self.cfg.batch_max && !stop.load(Ordering::Relaxed) {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            match self.consumer.poll(left) {
+            let wait = if batch.is_empty() && left.is_zero() {
+                self.cfg.batch_time
+            } else {
+                left
+            };
+            match self.consumer.poll(wait) {
                 None => break,
                 Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => return Err(e),
                 Some(Err(e)) => {
@@ -201,38 +218,40 @@ impl Runner {
         }
     }
 
-    /// Sends one record in the open transaction; when the producer's queue is full, pauses
-    /// consumption and waits for delivery reports to free room (backpressure, not a sleep and not
-    /// an unbounded buffer). The consumer is not polled here: a rebalance mid-transaction would
-    /// hand records to another instance while their outputs are still in this one.
+    /// Sends one record in the open transaction; when the producer's queue is full, waits for
+    /// delivery reports to free room (backpressure, not a sleep and not an unbounded buffer).
+    /// No records are taken meanwhile: the consumer is not polled here (a rebalance
+    /// mid-transaction would hand records to another instance while their outputs are still in
+    /// this one), and its prefetch stays within `queued.max.messages.kbytes`. It is not paused
+    /// either: librdkafka drops a paused partition's prefetched records, and fetching them again
+    /// after every full queue cost more than the wait.
     pub fn send<K, P>(&self, mut record: BaseRecord<'_, K, P>, stop: &AtomicBool) -> Result<()>
     where
         K: rdkafka::message::ToBytes + ?Sized,
         P: rdkafka::message::ToBytes + ?Sized,
     {
-        let mut paused: Option<TopicPartitionList> = None;
+        let mut waited = false;
         let result = loop {
             match self.producer.send(record) {
                 Ok(()) => break Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
-                    if paused.is_none() {
+                    if !waited {
+                        waited = true;
                         self.metrics.queue_full.inc();
                         self.metrics.paused.set(1);
-                        let assigned = self.consumer.assignment().unwrap_or_default();
-                        let _ = self.consumer.pause(&assigned);
-                        paused = Some(assigned);
                     }
                     if stop.load(Ordering::Relaxed) {
                         break Err(Error::Kafka("stopping with the producer queue full".into()));
                     }
-                    self.producer.poll(Duration::from_millis(100));
+                    // Delivery reports free room; served for 1 ms at a time (a poll lasts its
+                    // whole timeout), so sending resumes as soon as there is room.
+                    self.producer.poll(Duration::from_millis(1));
                 }
                 Err((e, _)) => break Err(kafka(e)),
             }
         };
-        if let Some(assigned) = paused {
-            let _ = self.consumer.resume(&assigned);
+        if waited {
             self.metrics.paused.set(0);
         }
         result
@@ -297,7 +316,7 @@ impl Runner {
     fn acknowledged(&self, stop: &AtomicBool) -> Result<()> {
         let failed = self.producer.context().failed.load(Ordering::Relaxed);
         loop {
-            match self.producer.flush(self.cfg.step_timeout()) {
+            match self.drain(self.cfg.step_timeout()) {
                 Ok(()) => break,
                 Err(e) if stop.load(Ordering::Relaxed) => return Err(kafka(e)),
                 Err(e) => tracing::warn!(error = %e, "waiting for the broker to acknowledge"),
@@ -309,6 +328,21 @@ impl Runner {
                 "{} records were not acknowledged",
                 now - failed
             )));
+        }
+        Ok(())
+    }
+
+    /// Waits until the broker has acknowledged every record sent, serving delivery reports 1 ms
+    /// at a time. rust-rdkafka's `flush` (which `commit_transaction` calls first) polls in
+    /// 100 ms steps however soon the last acknowledgement arrives, which made every commit
+    /// take at least 100 ms; after this, its flush finds nothing outstanding.
+    fn drain(&self, timeout: Duration) -> KafkaResult<()> {
+        let deadline = Instant::now() + timeout;
+        while self.producer.in_flight_count() > 0 {
+            if Instant::now() >= deadline {
+                return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
+            }
+            self.producer.poll(Duration::from_millis(1));
         }
         Ok(())
     }
@@ -335,9 +369,20 @@ impl Runner {
                     .send_offsets_to_transaction(tpl, &group, self.cfg.step_timeout())
             })?;
         }
+        let offsets_sent = started.elapsed();
+        let mut drained = offsets_sent;
         retry_txn(stop, "committing", || {
+            self.drain(self.cfg.step_timeout())?;
+            drained = started.elapsed();
             self.producer.commit_transaction(self.cfg.step_timeout())
         })?;
+        // Where a commit's time goes: offsets to the group, acknowledgements, the end marker.
+        tracing::debug!(
+            offsets_ms = offsets_sent.as_millis() as u64,
+            acks_ms = (drained - offsets_sent).as_millis() as u64,
+            end_ms = (started.elapsed() - drained).as_millis() as u64,
+            "transaction committed"
+        );
         self.metrics.commit.observe(started.elapsed().as_secs_f64());
         Ok(())
     }

@@ -269,7 +269,7 @@ fn retractions_reach_exactly_the_recipients_once() {
             .is_empty(),
         "a retraction is not itself shared"
     );
-    let mut state = receipts.get(&key).to_vec();
+    let mut state = receipts.get(&key);
     let notices = p.retract(&event, &mut state, NOW).expect("retract");
     let told: BTreeSet<String> = notices.iter().map(|n| n.audit.recipient.clone()).collect();
     assert_eq!(told, got);

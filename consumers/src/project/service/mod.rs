@@ -265,7 +265,7 @@ fn transact(
                     || env.supersedes.is_some()
                     || env.event_type == event.entity().retracted()
                 {
-                    let mut state = receipts.get(&key).to_vec();
+                    let mut state = receipts.get(&key);
                     let notices = projector.retract(&event, &mut state, now).map_err(|e| {
                         Error::Projection {
                             event_id: env.event_id.to_string(),

@@ -82,12 +82,12 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     .expect("metric"),
     paused: register_int_gauge!(
         "bluelight_victim_updates_paused",
-        "1 while consumption is paused because the producer's queue is full."
+        "1 while sending waits for room in the producer's queue (no records are taken meanwhile)."
     )
     .expect("metric"),
     queue_full: register_int_counter!(
         "bluelight_victim_updates_producer_queue_full_total",
-        "Times a send found the producer's queue full and consumption paused."
+        "Times a send found the producer's queue full and waited for room."
     )
     .expect("metric"),
     acks: register_int_counter_vec!(
