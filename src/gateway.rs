@@ -16,7 +16,7 @@ use bluelight_consumers::{
     },
     policy,
 };
-use bluelight_topics::KafkaArgs;
+use bluelight_topics::{KafkaArgs, tokens::RateLimits};
 use clap::Args;
 use rdkafka::producer::FutureProducer;
 use tokio::sync::{Semaphore, watch};
@@ -95,6 +95,26 @@ pub struct GatewayCommand {
           value_parser = clap::value_parser!(u32).range(1..))]
     view_max_incidents: u32,
 
+    /// Requests per second each user's token may make, beyond its burst; more get 429 with
+    /// Retry-After, without slowing anyone else. A board makes a few per minute and holds one
+    /// stream open. 0 turns the limit off.
+    #[arg(
+        long,
+        env = "BLUELIGHT_GATEWAY_RATE_LIMIT",
+        default_value = "10",
+        value_name = "PER_SECOND"
+    )]
+    rate_limit: f64,
+
+    /// Requests a user's token may make at once before the rate limit applies.
+    #[arg(
+        long,
+        env = "BLUELIGHT_GATEWAY_RATE_BURST",
+        default_value = "30",
+        value_name = "N"
+    )]
+    rate_burst: u32,
+
     /// A service for the ops page, as NAME=URL (its /metrics is scraped); repeat the flag, or
     /// give a comma-separated list in the variable.
     #[arg(long = "ops-target", env = "BLUELIGHT_GATEWAY_OPS_TARGETS", value_name = "NAME=URL",
@@ -133,6 +153,7 @@ impl GatewayCommand {
         }
         let (stop_tx, stop_rx) = watch::channel(false);
         let gw = Arc::new(Gateway {
+            rate: RateLimits::new(users.len(), self.rate_limit, self.rate_burst),
             users,
             feeds: gateway::feeds_by_org(&policy),
             codec: codec.clone(),

@@ -55,6 +55,25 @@ pub struct IngestCommand {
           value_parser = clap::value_parser!(u32).range(1024..=1_000_000))]
     max_body_bytes: u32,
 
+    /// Requests per second each source token may make, beyond its burst; more get 429 with
+    /// Retry-After, without slowing other sources. 0 turns the limit off.
+    #[arg(
+        long,
+        env = "BLUELIGHT_INGEST_RATE_LIMIT",
+        default_value = "200",
+        value_name = "PER_SECOND"
+    )]
+    rate_limit: f64,
+
+    /// Requests a source token may make at once before the rate limit applies.
+    #[arg(
+        long,
+        env = "BLUELIGHT_INGEST_RATE_BURST",
+        default_value = "400",
+        value_name = "N"
+    )]
+    rate_burst: u32,
+
     /// Batch mode: load this file (or `-` for standard input) and exit instead of serving HTTP.
     #[arg(long, value_name = "PATH", requires = "source")]
     file: Option<PathBuf>,
@@ -89,11 +108,10 @@ impl IngestCommand {
         if let (Some(file), Some(source)) = (&self.file, &self.source) {
             return batch(&sources, &publisher, file, source).await;
         }
-        let ingest = Arc::new(Ingest::new(
-            sources,
-            publisher.clone(),
-            self.max_body_bytes as usize,
-        )?);
+        let ingest = Arc::new(
+            Ingest::new(sources, publisher.clone(), self.max_body_bytes as usize)?
+                .with_rate_limit(self.rate_limit, self.rate_burst),
+        );
         let ready = Arc::new(move || {
             if publisher.available() == 0 {
                 Err("every in-flight slot is taken; the broker is not keeping up".to_owned())

@@ -39,6 +39,17 @@ struct Cli {
     #[arg(long, global = true, env = "BLUELIGHT_LOG", default_value = "info")]
     log: String,
 
+    /// Log line format: `text` for people, `json` (one object per line: timestamp, level,
+    /// target, fields and the current span) for a log pipeline.
+    #[arg(
+        long,
+        global = true,
+        env = "BLUELIGHT_LOG_FORMAT",
+        default_value = "text",
+        value_enum
+    )]
+    log_format: telemetry::LogFormat,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -90,7 +101,11 @@ impl Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let telemetry = telemetry::init(&cli.log, &format!("bluelight-{}", cli.command.name()));
+    let telemetry = telemetry::init(
+        &cli.log,
+        cli.log_format,
+        &format!("bluelight-{}", cli.command.name()),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,4 +1,5 @@
-//! Logging and tracing for every subcommand: log lines to standard error (filtered by `--log`),
+//! Logging and tracing for every subcommand: log lines to standard error (filtered by `--log`,
+//! as text or JSON by `--log-format`),
 //! and, when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, spans exported over OTLP/HTTP to that
 //! collector (`OTEL_EXPORTER_OTLP_PROTOCOL`: `http/protobuf`, the default, or `http/json`).
 //! The standard `OTEL_*` variables (`OTEL_SERVICE_NAME`, `OTEL_BSP_SCHEDULE_DELAY`,
@@ -26,12 +27,30 @@ impl Telemetry {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 /// Installs the subscriber; `service` names this process in traces (`bluelight-<command>`).
-pub fn init(filter: &str, service: &str) -> Telemetry {
-    let logs = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_filter(EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info")));
+pub fn init(filter: &str, format: LogFormat, service: &str) -> Telemetry {
+    let filter = || EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_filter(filter())
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .with_filter(filter())
+            .boxed(),
+    };
     let (provider, problem) = match exporter(service) {
         Ok(p) => (p, None),
         Err(e) => (None, Some(e)),

@@ -480,3 +480,42 @@ async fn the_ops_figures_come_from_every_service_and_only_ops_tokens_read_them()
     assert!(ops["figures"]["lag"]["projector"].is_number());
     assert!(ops["figures"]["victims_code"]["overdue"].is_number());
 }
+
+#[tokio::test]
+async fn a_token_over_its_rate_is_answered_429_and_other_tokens_are_not() {
+    let s = setup("gw-rate").await;
+    let u = unique("");
+    let (fire_t, amb_t) = (format!("fire-{u}"), format!("amb-{u}"));
+    let gw = start_gateway(
+        &s,
+        &[
+            ("fire-control", &s.fire, "control-room", &fire_t),
+            ("amb-control", &s.ambulance, "control-room", &amb_t),
+        ],
+        &["--rate-limit", "0.2", "--rate-burst", "3"],
+    )
+    .await;
+    let me = format!("{}/v1/me", gw.url);
+    for i in 0..3 {
+        assert_eq!(get(&me, Some(&fire_t)).await.status(), 200, "request {i}");
+    }
+    let limited = get(&me, Some(&fire_t)).await;
+    assert_eq!(limited.status(), 429);
+    let retry: u64 = limited
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=5).contains(&retry), "Retry-After {retry}");
+    assert_eq!(
+        get(&me, Some(&amb_t)).await.status(),
+        200,
+        "another token keeps its own allowance"
+    );
+    assert_eq!(
+        get(&me, Some("not-a-token")).await.status(),
+        401,
+        "a bad token is refused as such, not counted against anyone"
+    );
+}

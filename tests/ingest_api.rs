@@ -136,3 +136,48 @@ async fn a_source_system_publishes_and_gets_clear_answers() {
     );
     assert!(metrics.contains("bluelight_ingest_requests_refused_total{reason=\"forbidden\"} 1"));
 }
+
+#[tokio::test]
+async fn a_source_over_its_rate_is_answered_429_and_other_sources_are_not() {
+    common::ensure_canonical_topics().await;
+    let (registry, _) = start_registry().await;
+    let sources = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/local/demo-sources.toml"
+    );
+    let ingest = start_service(&[
+        "ingest",
+        "--sources",
+        sources,
+        "--schema-registry",
+        &registry.url,
+        "--rate-limit",
+        "0.2",
+        "--rate-burst",
+        "2",
+    ])
+    .await;
+    let url = format!("{}/v1/sources/avon-police-cad/events", ingest.url);
+    for i in 0..2 {
+        let r = post(&url, Some(CAD_TOKEN), "application/json", EXAMPLE).await;
+        assert_eq!(r.status(), 202, "request {i}");
+    }
+    let limited = post(&url, Some(CAD_TOKEN), "application/json", EXAMPLE).await;
+    assert_eq!(limited.status(), 429);
+    let retry: u64 = limited
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=5).contains(&retry), "Retry-After {retry}");
+    let body: serde_json::Value = limited.json().await.expect("json");
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("rate")),
+        "{body}"
+    );
+    // Another source's token is not slowed by the first one's flood.
+    let crm = format!("{}/v1/sources/avon-victim-care-crm/events", ingest.url);
+    let other = post(&crm, Some(CRM_TOKEN), "application/json", "{}").await;
+    assert_ne!(other.status(), 429);
+}

@@ -74,16 +74,30 @@ pub async fn start_service(args: &[&str]) -> Service {
     start_service_env(args, &[]).await
 }
 
+/// Not passed on: a file to write the service's standard output and error to (its log lines),
+/// instead of the test's own, for tests that read what a service logged.
+pub const LOG_TO: &str = "BLUELIGHT_TEST_LOG_TO";
+
 /// `start_service` with extra environment variables.
 pub async fn start_service_env(args: &[&str], env: &[(&str, &str)]) -> Service {
     let port = free_port();
+    let (stdout, stderr) = match env.iter().find(|(k, _)| *k == LOG_TO) {
+        Some((_, path)) => {
+            let file = std::fs::File::create(path).expect("log file");
+            (
+                Stdio::from(file.try_clone().expect("log file")),
+                Stdio::from(file),
+            )
+        }
+        None => (Stdio::inherit(), Stdio::inherit()),
+    };
     let child = Command::new(env!("CARGO_BIN_EXE_bluelight"))
         .args(args)
-        .envs(env.iter().copied())
+        .envs(env.iter().copied().filter(|(k, _)| *k != LOG_TO))
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("BLUELIGHT_BROKERS", testing::brokers())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
+        .stdout(stdout)
+        .stderr(stderr)
         .spawn()
         .expect("start bluelight");
     let mut service = Service {

@@ -2,6 +2,11 @@
 //! stored, and a presented token is compared with every stored hash in constant time, so timing
 //! says nothing about which (or whether any) credential matched.
 
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -30,9 +35,9 @@ pub fn parse_hash(hex: &str) -> Option<[u8; 32]> {
 
 /// The entry whose hash matches `token`. Every hash is compared, whatever matched before.
 pub fn authenticate<'a, T>(
-    entries: impl IntoIterator<Item = (&'a T, &'a [u8; 32])>,
+    entries: impl IntoIterator<Item = (T, &'a [u8; 32])>,
     token: &str,
-) -> Option<&'a T> {
+) -> Option<T> {
     let presented = Sha256::digest(token.as_bytes());
     let mut found = None;
     for (entry, hash) in entries {
@@ -113,11 +118,90 @@ impl<T: Credential> Credentials<T> {
 
     /// The entry a token belongs to, compared in constant time against every hash.
     pub fn authenticate(&self, token: &str) -> Option<&T> {
-        authenticate(self.entries.iter().map(|(e, h)| (e, h)), token)
+        self.authenticate_indexed(token).map(|(_, e)| e)
+    }
+
+    /// The entry a token belongs to and its position (for [`RateLimits::admit`]).
+    pub fn authenticate_indexed(&self, token: &str) -> Option<(usize, &T)> {
+        authenticate(
+            self.entries
+                .iter()
+                .enumerate()
+                .map(|(i, (e, h))| ((i, e), h)),
+            token,
+        )
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.entries.iter().map(|(e, _)| e)
+    }
+}
+
+/// Request rate limits per credential: a token bucket for each entry of a credentials file, so
+/// the state is as bounded as the file, refilled at `per_second` and holding at most `burst`
+/// requests. One caller's flood is answered 429 without touching anyone else's allowance.
+#[derive(Debug)]
+pub struct RateLimits {
+    per_second: f64,
+    burst: f64,
+    buckets: Vec<Mutex<Bucket>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl RateLimits {
+    /// `per_second` 0 turns the limit off.
+    pub fn new(credentials: usize, per_second: f64, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        let now = Instant::now();
+        RateLimits {
+            per_second,
+            burst,
+            buckets: (0..credentials)
+                .map(|_| {
+                    Mutex::new(Bucket {
+                        tokens: burst,
+                        at: now,
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// Takes one request from entry `i`'s allowance; when there is none, how long until there
+    /// is (for `Retry-After`).
+    pub fn admit(&self, i: usize) -> Result<(), Duration> {
+        if self.per_second <= 0.0 {
+            return Ok(());
+        }
+        let Some(bucket) = self.buckets.get(i) else {
+            return Ok(());
+        };
+        let mut b = bucket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        let refilled = now.duration_since(b.at).as_secs_f64() * self.per_second;
+        b.tokens = (b.tokens + refilled).min(self.burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - b.tokens) / self.per_second))
+        }
     }
 }
 
@@ -135,6 +219,22 @@ mod tests {
         assert!(authenticate(entries.iter().map(|(n, h)| (n, h)), "s3cre").is_none());
         assert!(parse_hash("abc").is_none());
         assert!(parse_hash(&"zz".repeat(32)).is_none());
+    }
+
+    #[test]
+    fn a_credential_past_its_burst_waits_and_others_do_not() {
+        let limits = RateLimits::new(2, 1.0, 3);
+        for _ in 0..3 {
+            assert!(limits.admit(0).is_ok());
+        }
+        let wait = limits.admit(0).expect_err("the burst is spent");
+        assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1));
+        assert!(
+            limits.admit(1).is_ok(),
+            "another credential has its own allowance"
+        );
+        let off = RateLimits::new(1, 0.0, 1);
+        assert!((0..100).all(|_| off.admit(0).is_ok()));
     }
 
     #[test]

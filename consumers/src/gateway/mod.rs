@@ -55,6 +55,7 @@ pub use users::{Role, User, Users};
 pub use view::View;
 
 use crate::policy::{Entity, Policy};
+use bluelight_topics::tokens::RateLimits;
 
 /// A feed as the caller may see it: topic, entity and the agreements behind it.
 #[derive(Debug, Clone)]
@@ -88,6 +89,8 @@ pub fn feeds_by_org(policy: &Policy) -> BTreeMap<String, Vec<FeedEntry>> {
 /// What the gateway needs.
 pub struct Gateway {
     pub users: Users,
+    /// Requests per second per user (429 beyond).
+    pub rate: RateLimits,
     pub feeds: BTreeMap<String, Vec<FeedEntry>>,
     pub codec: Arc<Codec>,
     /// The Kafka settings every stream's consumer starts from.
@@ -202,10 +205,30 @@ fn authenticate<'g>(
             "no-token",
             "sign in: send Authorization: Bearer <token>",
         )),
-        Some(t) => gw
-            .users
-            .authenticate(t)
-            .ok_or_else(|| refused("bad-token", "the token is not valid")),
+        Some(t) => {
+            let (index, user) = gw
+                .users
+                .authenticate_indexed(t)
+                .ok_or_else(|| refused("bad-token", "the token is not valid"))?;
+            match gw.rate.admit(index) {
+                Ok(()) => Ok(user),
+                Err(wait) => {
+                    metrics::Refused {
+                        reason: "rate-limited",
+                        path,
+                        user: Some(&user.name),
+                    }
+                    .emit();
+                    let mut r = problem(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "this token is over its request rate; retry after the time given",
+                    );
+                    let secs = wait.as_secs_f64().ceil().max(1.0) as u32;
+                    r.headers_mut().insert(header::RETRY_AFTER, secs.into());
+                    Err(r)
+                }
+            }
+        }
     }
 }
 

@@ -107,6 +107,19 @@ impl Users {
         self.users.authenticate(token)
     }
 
+    /// The user a token belongs to, and its position (for per-user rate limits).
+    pub fn authenticate_indexed(&self, token: &str) -> Option<(usize, &User)> {
+        self.users.authenticate_indexed(token)
+    }
+
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &User> {
         self.users.iter()
     }

@@ -28,6 +28,7 @@ use axum::{
     routing::{get, post},
 };
 use bluelight_avro::records::Timestamp;
+use bluelight_topics::tokens::RateLimits;
 use serde_json::json;
 use tracing::Instrument;
 
@@ -45,6 +46,8 @@ pub struct Ingest {
     pub publisher: Arc<Publisher>,
     /// Largest request body, in bytes (413 beyond).
     pub max_body_bytes: usize,
+    /// Requests per second per source token (429 beyond); off unless set.
+    pub rate_limits: RateLimits,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -74,11 +77,18 @@ impl Ingest {
             }
         }
         Ok(Ingest {
+            rate_limits: RateLimits::new(sources.len(), 0.0, 1),
             sources,
             adapters,
             publisher,
             max_body_bytes,
         })
+    }
+
+    /// Limits each source token to `per_second` requests, with bursts of up to `burst`.
+    pub fn with_rate_limit(mut self, per_second: f64, burst: u32) -> Self {
+        self.rate_limits = RateLimits::new(self.sources.len(), per_second, burst);
+        self
     }
 }
 
@@ -132,7 +142,7 @@ async fn submit(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(bluelight_topics::tokens::bearer);
-    let Some(source) = token.and_then(|t| ingest.sources.authenticate(t)) else {
+    let Some((index, source)) = token.and_then(|t| ingest.sources.authenticate_indexed(t)) else {
         let mut r = refused(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
@@ -145,6 +155,17 @@ async fn submit(
         );
         return r;
     };
+    if let Err(wait) = ingest.rate_limits.admit(index) {
+        return refused(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            format!(
+                "source {:?} is over its request rate; retry after the time given",
+                source.name
+            ),
+            Some(wait.as_secs_f64().ceil().max(1.0) as u32),
+        );
+    }
     if source.name != name {
         return refused(
             StatusCode::FORBIDDEN,

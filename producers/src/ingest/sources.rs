@@ -99,6 +99,19 @@ impl Sources {
         self.sources.authenticate(token)
     }
 
+    /// The source a token belongs to, and its position (for per-source rate limits).
+    pub fn authenticate_indexed(&self, token: &str) -> Option<(usize, &Source)> {
+        self.sources.authenticate_indexed(token)
+    }
+
+    pub fn len(&self) -> usize {
+        self.sources.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sources.is_empty()
+    }
+
     pub fn get(&self, name: &str) -> Option<&Source> {
         self.sources.iter().find(|s| s.name == name)
     }
