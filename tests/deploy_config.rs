@@ -139,3 +139,133 @@ fn prometheus_scrapes_every_service_on_its_default_port() {
         );
     }
 }
+
+/// Runs `bluelight <args> --help`: clap parses every argument before the help flag, so an
+/// unknown flag or a value its parser refuses fails here, as it would when the service starts.
+fn parses(args: &[String], environment: &[(String, String)], from: &str) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bluelight"))
+        .args(args)
+        .arg("--help")
+        .envs(environment.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env_remove("BLUELIGHT_BROKERS")
+        .output()
+        .expect("run bluelight");
+    assert!(
+        out.status.success(),
+        "{from}: `bluelight {}` does not parse: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn every_compose_service_command_is_one_bluelight_accepts() {
+    let compose = std::fs::read_to_string(Path::new(ROOT).join("deploy/compose/compose.yaml"))
+        .expect("compose.yaml");
+    let mut checked = Vec::new();
+    for line in compose.lines() {
+        let Some(list) = line.trim_start().strip_prefix("command: ") else {
+            continue;
+        };
+        let args: Vec<String> = serde_json::from_str(list)
+            .unwrap_or_else(|e| panic!("compose.yaml: a command is a one-line list ({e}): {line}"));
+        parses(&args, &[], "deploy/compose/compose.yaml");
+        checked.push(args[0].clone());
+    }
+    checked.sort();
+    assert_eq!(
+        checked,
+        [
+            "gateway",
+            "ingest",
+            "notify",
+            "project",
+            "registry",
+            "schemas",
+            "topics",
+            "victim-updates"
+        ]
+    );
+    // Every service but the brokers and the monitoring runs the bluelight image as the
+    // unprivileged user the Dockerfile creates.
+    let dockerfile = std::fs::read_to_string(Path::new(ROOT).join("deploy/docker/Dockerfile"))
+        .expect("Dockerfile");
+    assert!(dockerfile.contains("USER 10001:10001"));
+    assert!(compose.contains("KAFKA_MIN_INSYNC_REPLICAS: 2"));
+    assert_eq!(
+        compose.matches("image: apache/kafka:").count(),
+        1,
+        "one broker template"
+    );
+    for node in ["kafka-1", "kafka-2", "kafka-3"] {
+        assert!(compose.contains(&format!("  {node}:\n")), "{node} missing");
+    }
+}
+
+#[test]
+fn every_kubernetes_workload_runs_a_command_bluelight_accepts_with_probes_and_limits() {
+    let dir = Path::new(ROOT).join("deploy/k8s");
+    let mut workloads = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("deploy/k8s").flatten() {
+        let path = entry.path();
+        let text = std::fs::read_to_string(&path).expect("read");
+        if !text.starts_with("# Written by deploy/k8s/generate.py") {
+            continue;
+        }
+        for doc in text.split("---\n").skip(1) {
+            let doc: serde_json::Value = serde_json::from_str(doc).expect("generated JSON");
+            let kind = doc["kind"].as_str().unwrap_or_default().to_owned();
+            if !["Deployment", "StatefulSet", "Job"].contains(&kind.as_str()) {
+                continue;
+            }
+            let pod = &doc["spec"]["template"]["spec"];
+            assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{path:?}");
+            let c = &pod["containers"][0];
+            let name = c["name"].as_str().unwrap_or_default().to_owned();
+            let args: Vec<String> =
+                serde_json::from_value(c["args"].clone()).expect("args are strings");
+            // $(POD_NAME) is the pod's name in a cluster; any stable name parses the same.
+            let args: Vec<String> = args
+                .iter()
+                .map(|a| a.replace("$(POD_NAME)", "project-0"))
+                .collect();
+            parses(&args, &[], &format!("{path:?}"));
+            assert!(
+                c["resources"]["limits"]["memory"].is_string(),
+                "{name}: no memory limit"
+            );
+            assert!(
+                c["resources"]["limits"]["cpu"].is_string(),
+                "{name}: no CPU limit"
+            );
+            assert_eq!(
+                c["securityContext"]["readOnlyRootFilesystem"], true,
+                "{name}"
+            );
+            if kind != "Job" {
+                assert_eq!(
+                    c["readinessProbe"]["httpGet"]["path"], "/health/ready",
+                    "{name}"
+                );
+                assert_eq!(
+                    c["livenessProbe"]["httpGet"]["path"], "/health/live",
+                    "{name}"
+                );
+            }
+            workloads.push(format!("{kind}/{name}"));
+        }
+    }
+    workloads.sort();
+    assert_eq!(
+        workloads,
+        [
+            "Deployment/gateway",
+            "Deployment/ingest",
+            "Deployment/registry",
+            "Job/schemas-register",
+            "Job/topics-apply",
+            "StatefulSet/project",
+            "StatefulSet/victim-updates",
+        ]
+    );
+}
