@@ -284,6 +284,56 @@ async fn kill_9_five_times_under_load_loses_and_repeats_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn sigterm_under_load_finishes_the_open_transaction_and_exits_cleanly() {
+    let s = setup("term").await;
+    let group = unique("project-");
+    let mut projector = start_projector(&s, &group).await;
+    const EVENTS: usize = 600;
+    let records = rtcs(&s, EVENTS);
+    let load = steady_load(&s, records.clone());
+    for round in 1..=3 {
+        tokio::time::sleep(Duration::from_millis(600 + 400 * round)).await;
+        let asked = std::time::Instant::now();
+        let pid = projector.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .expect("kill")
+                .success()
+        );
+        let status = loop {
+            if let Some(status) = projector.child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(
+                asked.elapsed() < Duration::from_secs(20),
+                "still running 20 s after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(
+            status.success(),
+            "round {round}: SIGTERM ended it with {status}"
+        );
+        println!("round {round}: stopped cleanly in {:?}", asked.elapsed());
+        projector = start_projector(&s, &group).await;
+    }
+    load.await.expect("load");
+
+    for recipient in [&s.fire, &s.ambulance] {
+        let topic = format!("feed.{recipient}.incident.v1");
+        let read = assert_each_once(&s, &topic, &records, Duration::from_secs(120)).await;
+        println!("{recipient}: {read} records, each expected disclosure exactly once");
+    }
+    let audits = audits_for(&s.codec, &[&s.fire, &s.ambulance], 2 * EVENTS).await;
+    let distinct: BTreeSet<Id> = audits.iter().map(|d| d.envelope.event_id).collect();
+    assert_eq!(audits.len(), 2 * EVENTS, "one audit record per disclosure");
+    assert_eq!(distinct.len(), 2 * EVENTS);
+    drop(projector);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_withdrawn_agreement_stops_at_once_and_its_recipient_is_told() {
     let s = setup("withdraw").await;
     let group = unique("project-");

@@ -9,17 +9,32 @@ use std::{
 };
 
 use rdkafka::{
-    ClientConfig, Offset, TopicPartitionList,
-    consumer::{BaseConsumer, Consumer},
+    ClientConfig, ClientContext, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, Consumer, ConsumerContext},
     error::KafkaError,
     message::BorrowedMessage,
+    types::RDKafkaErrorCode,
 };
 
 use super::kafka;
 use crate::{Error, Result};
 
+/// Reaching the end of a partition is how the follower knows it has caught up, and librdkafka
+/// reports it as an error event; it is not one, so it is not logged as one.
+pub struct FollowContext;
+
+impl ClientContext for FollowContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
+            tracing::warn!(%error, reason, "state follower: librdkafka error");
+        }
+    }
+}
+
+impl ConsumerContext for FollowContext {}
+
 pub struct Follower {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<FollowContext>,
     topic: String,
     partitions: Vec<i32>,
     /// Bounds start-up reading and catching up.
@@ -49,7 +64,8 @@ impl Follower {
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
             .set("queued.max.messages.kbytes", "4096");
-        let consumer: BaseConsumer = config.create().map_err(kafka)?;
+        let consumer: BaseConsumer<FollowContext> =
+            config.create_with_context(FollowContext).map_err(kafka)?;
         let metadata = consumer
             .fetch_metadata(Some(topic), timeout)
             .map_err(kafka)?;
