@@ -1,0 +1,291 @@
+//! The fault suite. Each scenario runs the projector under a steady simulated load (80 road
+//! traffic collisions a second, each entitled to the fire and the ambulance feeds), injects one
+//! fault, and ends with an exact reconciliation, printed as a table: every accepted source event
+//! on its canonical topic once, in each entitled feed once, and in the audit log once per feed.
+//! (kill -9 of the projector is `tests/projector.rs`; a broker paused past the clients' timeouts
+//! is `tests/projector_backpressure.rs` and `tests/ingest_backpressure.rs`.)
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
+
+use bluelight_avro::records::{Disclosure, Id, IncidentEvent};
+use bluelight_topics::testing::unique;
+use common::project::{Setup, producer, read_all, rtcs, setup, start_projector, steady_load};
+use rdkafka::producer::FutureRecord;
+
+/// Counts per expected event id in what was read: (found, missing, repeated).
+fn tally(expected: &BTreeSet<Id>, seen: impl IntoIterator<Item = Id>) -> (usize, usize, usize) {
+    let mut per: BTreeMap<Id, usize> = BTreeMap::new();
+    for id in seen {
+        if expected.contains(&id) {
+            *per.entry(id).or_default() += 1;
+        }
+    }
+    let found = per.len();
+    let repeated = per.values().filter(|n| **n > 1).count();
+    (found, expected.len() - found, repeated)
+}
+
+/// Reads back the canonical topic, both feeds and the audit log, prints the table, and fails
+/// unless every row is exact.
+async fn reconcile(scenario: &str, s: &Setup, sent: &[IncidentEvent]) {
+    let expected: BTreeSet<Id> = sent.iter().map(|r| r.envelope.event_id).collect();
+    let mut rows: Vec<(String, usize, usize, usize, usize)> = Vec::new();
+
+    let mut canonical = Vec::new();
+    for (_, payload, _) in read_all("bl.incident.v1", sent.len(), Duration::from_secs(60)) {
+        if let Ok(r) = s.codec.decode::<IncidentEvent>(&payload).await {
+            canonical.push(r.envelope.event_id);
+        }
+    }
+    let (f, m, r) = tally(&expected, canonical);
+    rows.push(("bl.incident.v1".into(), expected.len(), f, m, r));
+
+    for recipient in [&s.fire, &s.ambulance] {
+        let topic = format!("feed.{recipient}.incident.v1");
+        let mut ids = Vec::new();
+        for (_, payload, _) in read_all(&topic, sent.len(), Duration::from_secs(120)) {
+            let r: IncidentEvent = s.codec.decode(&payload).await.expect("feed decodes");
+            ids.push(r.envelope.event_id);
+        }
+        let (f, m, r) = tally(&expected, ids);
+        rows.push((topic, expected.len(), f, m, r));
+    }
+
+    let mut audits: BTreeMap<String, Vec<Id>> = BTreeMap::new();
+    for (_, payload, _) in read_all("audit.disclosure.v1", 1, Duration::from_secs(30)) {
+        if let Ok(d) = s.codec.decode::<Disclosure>(&payload).await {
+            audits
+                .entry(d.recipient)
+                .or_default()
+                .push(d.source_event_id);
+        }
+    }
+    for recipient in [&s.fire, &s.ambulance] {
+        let ids = audits.remove(recipient.as_str()).unwrap_or_default();
+        let (f, m, r) = tally(&expected, ids);
+        rows.push((
+            format!("audit.disclosure.v1 ({recipient})"),
+            expected.len(),
+            f,
+            m,
+            r,
+        ));
+    }
+
+    println!("\n{scenario}: reconciliation");
+    println!("| where | expected | found | missing | repeated |");
+    println!("|---|---:|---:|---:|---:|");
+    for (what, e, f, m, r) in &rows {
+        println!("| {what} | {e} | {f} | {m} | {r} |");
+    }
+    for (what, e, f, m, r) in &rows {
+        assert!(
+            *f == *e && *m == 0 && *r == 0,
+            "{scenario}: {what} is not exact ({f} of {e}, {m} missing, {r} repeated)"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_and_unknown_schema_ids_on_a_canonical_topic_go_to_the_dlq_and_nothing_else_moves()
+{
+    let s = setup("fault-garbage").await;
+    let _projector = start_projector(&s, &unique("project-")).await;
+    const EVENTS: usize = 400;
+    let records = rtcs(&s, EVENTS);
+    let load = steady_load(&s, records.clone());
+
+    // In the middle of the load: bytes that are not Avro, a wire-format header naming a schema
+    // id no registry has, and an empty value.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let tag = unique("garbage-");
+    let bad: Vec<(String, Vec<u8>)> = vec![
+        (format!("{tag}-text"), b"not avro at all".to_vec()),
+        (
+            format!("{tag}-id"),
+            vec![0, 0x7f, 0xff, 0xff, 0x01, 2, 4, 6],
+        ),
+        (format!("{tag}-short"), vec![0, 0]),
+    ];
+    let producer = producer();
+    for (key, payload) in &bad {
+        producer
+            .send(
+                FutureRecord::to("bl.incident.v1").key(key).payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("garbage written");
+    }
+    load.await.expect("load");
+
+    reconcile("garbage on bl.incident.v1", &s, &records).await;
+
+    let dead: Vec<String> = read_all("dlq.projector.v1", 1, Duration::from_secs(30))
+        .into_iter()
+        .map(|(key, _, _)| key)
+        .filter(|k| k.starts_with(&tag))
+        .collect();
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for k in &dead {
+        *counts.entry(k.as_str()).or_default() += 1;
+    }
+    println!(
+        "| dlq.projector.v1 (this scenario's garbage) | 3 | {} | | |",
+        counts.len()
+    );
+    assert_eq!(
+        counts.len(),
+        bad.len(),
+        "every bad record dead-lettered: {dead:?}"
+    );
+    assert!(
+        counts.values().all(|n| *n == 1),
+        "each bad record dead-lettered once: {counts:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_registry_down_mid_load_stops_nothing_that_has_its_schemas() {
+    let mut s = setup("fault-registry").await;
+    let _projector = start_projector(&s, &unique("project-")).await;
+    const EVENTS: usize = 400;
+    let records = rtcs(&s, EVENTS);
+    // The load's producer registers and caches its schemas first, as ingest does.
+    let load = steady_load(&s, records.clone());
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // The test's own reader learns the feeds' and the audit log's writer schemas while it can,
+    // so it can check the outcome with the registry gone.
+    for topic in [
+        format!("feed.{}.incident.v1", s.fire),
+        format!("feed.{}.incident.v1", s.ambulance),
+    ] {
+        let first = read_all(&topic, 1, Duration::from_secs(3));
+        let (_, payload, _) = first.first().expect("the projector is running");
+        s.codec
+            .decode::<IncidentEvent>(payload)
+            .await
+            .expect("feed decodes");
+    }
+    let audit = read_all("audit.disclosure.v1", 1, Duration::from_secs(3));
+    let (_, payload, _) = audit.last().expect("audit records");
+    s.codec
+        .decode::<Disclosure>(payload)
+        .await
+        .expect("audit decodes");
+    s.registry.child.kill().expect("kill -9 the registry");
+    let _ = s.registry.child.wait();
+    println!("registry killed mid-load");
+    load.await.expect("load");
+    reconcile("registry down", &s, &records).await;
+}
+
+/// Forwards every connection on `listener` to `to`: the broker "appearing" on an address a
+/// service was already given.
+fn forward(listener: tokio::net::TcpListener, to: String) {
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let to = to.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+}
+
+async fn get(url: &str) -> Option<(u16, String)> {
+    let r = reqwest::get(url).await.ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.text().await.unwrap_or_default()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_projector_started_before_the_broker_is_reachable_waits_says_why_then_works() {
+    let s = setup("fault-early").await;
+    let broker_port = common::free_port();
+    let http_port = common::free_port();
+    let group = unique("project-");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_bluelight"))
+        .args([
+            "--log",
+            "info,rdkafka=warn",
+            "project",
+            "--agreements",
+            s.dir.to_str().expect("dir"),
+            "--pseudonym-key-file",
+            s.key_file.to_str().expect("key"),
+            "--schema-registry",
+            &s.registry_url,
+            "--group",
+            &group,
+            "--batch-ms",
+            "50",
+            "--feed-partitions",
+            "2",
+            "--listen",
+            &format!("127.0.0.1:{http_port}"),
+        ])
+        .env("BLUELIGHT_BROKERS", format!("127.0.0.1:{broker_port}"))
+        .spawn()
+        .expect("start the projector");
+    let mut projector = common::Service {
+        child,
+        url: format!("http://127.0.0.1:{http_port}"),
+    };
+
+    // Alive, not ready, and saying why, for as long as the broker cannot be reached.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while get(&format!("{}/health/live", projector.url))
+        .await
+        .map(|r| r.0)
+        != Some(200)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never answered /health/live"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        projector.child.try_wait().expect("wait").is_none(),
+        "the projector gave up instead of retrying"
+    );
+    let (status, why) = get(&format!("{}/health/ready", projector.url))
+        .await
+        .expect("ready answers");
+    println!("before the broker: {status} {}", why.trim());
+    assert_eq!(status, 503);
+    assert!(why.starts_with("not ready: ") && why.len() > 20, "{why}");
+
+    // The broker becomes reachable at the address the projector was given.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", broker_port))
+        .await
+        .expect("bind the broker's address");
+    forward(listener, bluelight_topics::testing::brokers());
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some((200, _)) = get(&format!("{}/health/ready", projector.url)).await {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ready 90 s after the broker appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    println!("ready once the broker appeared");
+
+    let records = rtcs(&s, 200);
+    steady_load(&s, records.clone()).await.expect("load");
+    reconcile("started before the broker", &s, &records).await;
+    let _ = projector.child.kill();
+}
