@@ -32,6 +32,7 @@ fn tally(expected: &BTreeSet<Id>, seen: impl IntoIterator<Item = Id>) -> (usize,
 
 /// Reads back the canonical topic, both feeds and the audit log, prints the table, and fails
 /// unless every row is exact.
+#[allow(clippy::print_stdout)] // the table is the scenario's report
 async fn reconcile(scenario: &str, s: &Setup, sent: &[IncidentEvent]) {
     let expected: BTreeSet<Id> = sent.iter().map(|r| r.envelope.event_id).collect();
     let mut rows: Vec<(String, usize, usize, usize, usize)> = Vec::new();
