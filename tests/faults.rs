@@ -17,6 +17,10 @@ use bluelight_topics::testing::unique;
 use common::project::{Setup, producer, read_all, rtcs, setup, start_projector, steady_load};
 use rdkafka::producer::FutureRecord;
 
+/// One scenario at a time: a fault on the shared broker (or its load) must not be felt by
+/// another scenario's reconciliation.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Counts per expected event id in what was read: (found, missing, repeated).
 fn tally(expected: &BTreeSet<Id>, seen: impl IntoIterator<Item = Id>) -> (usize, usize, usize) {
     let mut per: BTreeMap<Id, usize> = BTreeMap::new();
@@ -96,7 +100,8 @@ async fn reconcile(scenario: &str, s: &Setup, sent: &[IncidentEvent]) {
 async fn garbage_and_unknown_schema_ids_on_a_canonical_topic_go_to_the_dlq_and_nothing_else_moves()
 {
     let s = setup("fault-garbage").await;
-    let _projector = start_projector(&s, &unique("project-")).await;
+    let group = unique("project-");
+    let _projector = start_projector(&s, &group).await;
     const EVENTS: usize = 400;
     let records = rtcs(&s, EVENTS);
     let load = steady_load(&s, records.clone());
@@ -128,10 +133,15 @@ async fn garbage_and_unknown_schema_ids_on_a_canonical_topic_go_to_the_dlq_and_n
 
     reconcile("garbage on bl.incident.v1", &s, &records).await;
 
+    // Every projector deployment (group) on this broker reads the shared canonical topic and
+    // dead-letters the garbage itself; this scenario's is the one to count.
+    let ours = format!(" by {group}");
     let dead: Vec<String> = read_all("dlq.projector.v1", 1, Duration::from_secs(30))
         .into_iter()
+        .filter(|(key, _, reason)| {
+            key.starts_with(&tag) && reason.as_deref().is_some_and(|r| r.ends_with(&ours))
+        })
         .map(|(key, _, _)| key)
-        .filter(|k| k.starts_with(&tag))
         .collect();
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for k in &dead {
@@ -154,6 +164,7 @@ async fn garbage_and_unknown_schema_ids_on_a_canonical_topic_go_to_the_dlq_and_n
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_registry_down_mid_load_stops_nothing_that_has_its_schemas() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let mut s = setup("fault-registry").await;
     let _projector = start_projector(&s, &unique("project-")).await;
     const EVENTS: usize = 400;
@@ -210,6 +221,7 @@ async fn get(url: &str) -> Option<(u16, String)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_projector_started_before_the_broker_is_reachable_waits_says_why_then_works() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let s = setup("fault-early").await;
     let broker_port = common::free_port();
     let http_port = common::free_port();
@@ -289,4 +301,30 @@ async fn a_projector_started_before_the_broker_is_reachable_waits_says_why_then_
     steady_load(&s, records.clone()).await.expect("load");
     reconcile("started before the broker", &s, &records).await;
     let _ = projector.child.kill();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_paused_past_the_clients_timeouts_under_load_loses_and_repeats_nothing() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let broker_pid = std::env::var("BLUELIGHT_TEST_BROKER_PID")
+        .expect("BLUELIGHT_TEST_BROKER_PID: run through deploy/local/test");
+    let s = setup("fault-pause").await;
+    let mut projector = start_projector(&s, &unique("project-")).await;
+    const EVENTS: usize = 400;
+    let records = rtcs(&s, EVENTS);
+    let load = steady_load(&s, records.clone());
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    {
+        // Longer than the projector's transaction timeout (10 s in these tests) and its
+        // consumer session (10 s): its open transaction is aborted and its group rebalanced.
+        let _paused = common::Paused::stop(&broker_pid);
+        tokio::time::sleep(Duration::from_secs(15)).await;
+    }
+    println!("broker resumed after 15 s");
+    load.await.expect("load");
+    reconcile("broker paused 15 s", &s, &records).await;
+    assert!(
+        projector.child.try_wait().expect("wait").is_none(),
+        "the projector exited instead of recovering"
+    );
 }
