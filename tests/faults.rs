@@ -227,25 +227,8 @@ async fn a_projector_started_before_the_broker_is_reachable_waits_says_why_then_
     let http_port = common::free_port();
     let group = unique("project-");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_bluelight"))
-        .args([
-            "--log",
-            "info,rdkafka=warn",
-            "project",
-            "--agreements",
-            s.dir.to_str().expect("dir"),
-            "--pseudonym-key-file",
-            s.key_file.to_str().expect("key"),
-            "--schema-registry",
-            &s.registry_url,
-            "--group",
-            &group,
-            "--batch-ms",
-            "50",
-            "--feed-partitions",
-            "2",
-            "--listen",
-            &format!("127.0.0.1:{http_port}"),
-        ])
+        .args(common::project::projector_args(&s, &group, "0"))
+        .args(["--listen", &format!("127.0.0.1:{http_port}")])
         .env("BLUELIGHT_BROKERS", format!("127.0.0.1:{broker_port}"))
         .spawn()
         .expect("start the projector");

@@ -501,12 +501,7 @@ async fn a_token_over_its_rate_is_answered_429_and_other_tokens_are_not() {
     }
     let limited = get(&me, Some(&fire_t)).await;
     assert_eq!(limited.status(), 429);
-    let retry: u64 = limited
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .expect("Retry-After in seconds");
+    let retry = common::retry_after(&limited);
     assert!((1..=5).contains(&retry), "Retry-After {retry}");
     assert_eq!(
         get(&me, Some(&amb_t)).await.status(),

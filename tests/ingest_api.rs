@@ -25,24 +25,29 @@ async fn post(
     req.send().await.expect("request")
 }
 
-#[tokio::test]
-async fn a_source_system_publishes_and_gets_clear_answers() {
+/// The registry, and ingest with the demo sources and `extra` flags.
+async fn start_demo_ingest(extra: &[&str]) -> (common::Service, common::Service) {
     common::ensure_canonical_topics().await;
     let (registry, _) = start_registry().await;
     let sources = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/deploy/local/demo-sources.toml"
     );
-    let ingest = start_service(&[
+    let mut args = vec![
         "ingest",
         "--sources",
         sources,
         "--schema-registry",
         &registry.url,
-        "--max-body-bytes",
-        "65536",
-    ])
-    .await;
+    ];
+    args.extend_from_slice(extra);
+    let ingest = start_service(&args).await;
+    (registry, ingest)
+}
+
+#[tokio::test]
+async fn a_source_system_publishes_and_gets_clear_answers() {
+    let (_registry, ingest) = start_demo_ingest(&["--max-body-bytes", "65536"]).await;
     let url = format!("{}/v1/sources/avon-police-cad/events", ingest.url);
 
     // 202 with the event ids of every record.
@@ -139,24 +144,8 @@ async fn a_source_system_publishes_and_gets_clear_answers() {
 
 #[tokio::test]
 async fn a_source_over_its_rate_is_answered_429_and_other_sources_are_not() {
-    common::ensure_canonical_topics().await;
-    let (registry, _) = start_registry().await;
-    let sources = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/deploy/local/demo-sources.toml"
-    );
-    let ingest = start_service(&[
-        "ingest",
-        "--sources",
-        sources,
-        "--schema-registry",
-        &registry.url,
-        "--rate-limit",
-        "0.2",
-        "--rate-burst",
-        "2",
-    ])
-    .await;
+    let (_registry, ingest) =
+        start_demo_ingest(&["--rate-limit", "0.2", "--rate-burst", "2"]).await;
     let url = format!("{}/v1/sources/avon-police-cad/events", ingest.url);
     for i in 0..2 {
         let r = post(&url, Some(CAD_TOKEN), "application/json", EXAMPLE).await;
@@ -164,12 +153,7 @@ async fn a_source_over_its_rate_is_answered_429_and_other_sources_are_not() {
     }
     let limited = post(&url, Some(CAD_TOKEN), "application/json", EXAMPLE).await;
     assert_eq!(limited.status(), 429);
-    let retry: u64 = limited
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .expect("Retry-After in seconds");
+    let retry = common::retry_after(&limited);
     assert!((1..=5).contains(&retry), "Retry-After {retry}");
     let body: serde_json::Value = limited.json().await.expect("json");
     assert!(

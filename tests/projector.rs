@@ -245,6 +245,22 @@ impl Lcg {
     }
 }
 
+/// Every record in both the fire and the ambulance feed exactly once, and one audit record per
+/// disclosure.
+#[allow(clippy::print_stdout)]
+async fn assert_both_feeds_and_audits_once(s: &common::project::Setup, records: &[IncidentEvent]) {
+    for recipient in [&s.fire, &s.ambulance] {
+        let topic = format!("feed.{recipient}.incident.v1");
+        let read = assert_each_once(s, &topic, records, Duration::from_secs(120)).await;
+        println!("{recipient}: {read} records, each expected disclosure exactly once");
+    }
+    let want = 2 * records.len();
+    let audits = audits_for(&s.codec, &[&s.fire, &s.ambulance], want).await;
+    assert_eq!(audits.len(), want, "one audit record per disclosure");
+    let distinct: BTreeSet<Id> = audits.iter().map(|d| d.envelope.event_id).collect();
+    assert_eq!(distinct.len(), want);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_five_times_under_load_loses_and_repeats_nothing() {
     let s = setup("crash").await;
@@ -266,20 +282,7 @@ async fn kill_9_five_times_under_load_loses_and_repeats_nothing() {
         projector = start_projector(&s, &group).await;
     }
     load.await.expect("load");
-
-    for recipient in [&s.fire, &s.ambulance] {
-        let topic = format!("feed.{recipient}.incident.v1");
-        let read = assert_each_once(&s, &topic, &records, Duration::from_secs(120)).await;
-        println!("{recipient}: {read} records, each expected disclosure exactly once");
-    }
-    let audits = audits_for(&s.codec, &[&s.fire, &s.ambulance], 2 * EVENTS).await;
-    assert_eq!(
-        audits.len(),
-        2 * EVENTS,
-        "the audit count equals the feed count"
-    );
-    let distinct: BTreeSet<Id> = audits.iter().map(|d| d.envelope.event_id).collect();
-    assert_eq!(distinct.len(), 2 * EVENTS);
+    assert_both_feeds_and_audits_once(&s, &records).await;
     drop(projector);
 }
 
@@ -320,16 +323,7 @@ async fn sigterm_under_load_finishes_the_open_transaction_and_exits_cleanly() {
         projector = start_projector(&s, &group).await;
     }
     load.await.expect("load");
-
-    for recipient in [&s.fire, &s.ambulance] {
-        let topic = format!("feed.{recipient}.incident.v1");
-        let read = assert_each_once(&s, &topic, &records, Duration::from_secs(120)).await;
-        println!("{recipient}: {read} records, each expected disclosure exactly once");
-    }
-    let audits = audits_for(&s.codec, &[&s.fire, &s.ambulance], 2 * EVENTS).await;
-    let distinct: BTreeSet<Id> = audits.iter().map(|d| d.envelope.event_id).collect();
-    assert_eq!(audits.len(), 2 * EVENTS, "one audit record per disclosure");
-    assert_eq!(distinct.len(), 2 * EVENTS);
+    assert_both_feeds_and_audits_once(&s, &records).await;
     drop(projector);
 }
 

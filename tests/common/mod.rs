@@ -186,6 +186,16 @@ pub async fn metric_sum(url: &str, name: &str, label: &str) -> Option<f64> {
     )
 }
 
+/// The `Retry-After` of a 429 or 503, in seconds.
+pub fn retry_after(response: &reqwest::Response) -> u64 {
+    response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds")
+}
+
 /// Resumes a SIGSTOPped process however the test ends.
 pub struct Paused(pub String);
 

@@ -83,6 +83,33 @@ pub async fn start_projector_as(s: &Setup, group: &str, instance: &str) -> Servi
     start_projector_env(s, group, instance, &[]).await
 }
 
+/// The projector's arguments for the setup, one instance of `group` (no `--listen`).
+pub fn projector_args(s: &Setup, group: &str, instance: &str) -> Vec<String> {
+    [
+        "--log",
+        "info,rdkafka=warn",
+        "project",
+        "--instance",
+        instance,
+        "--agreements",
+        s.dir.to_str().expect("dir"),
+        "--pseudonym-key-file",
+        s.key_file.to_str().expect("key"),
+        "--schema-registry",
+        &s.registry_url,
+        "--group",
+        group,
+        "--batch-ms",
+        "50",
+        "--feed-partitions",
+        "2",
+        "--transaction-timeout",
+        "10",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 /// `start_projector_as` with extra environment variables.
 pub async fn start_projector_env(
     s: &Setup,
@@ -90,31 +117,9 @@ pub async fn start_projector_env(
     instance: &str,
     env: &[(&str, &str)],
 ) -> Service {
-    start_service_env(
-        &[
-            "--log",
-            "info,rdkafka=warn",
-            "project",
-            "--instance",
-            instance,
-            "--agreements",
-            s.dir.to_str().expect("dir"),
-            "--pseudonym-key-file",
-            s.key_file.to_str().expect("key"),
-            "--schema-registry",
-            &s.registry_url,
-            "--group",
-            group,
-            "--batch-ms",
-            "50",
-            "--feed-partitions",
-            "2",
-            "--transaction-timeout",
-            "10",
-        ],
-        env,
-    )
-    .await
+    let args = projector_args(s, group, instance);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    start_service_env(&args, env).await
 }
 
 pub fn incident(s: &Setup, id: &str, kind: &str, event_type: EventType) -> IncidentEvent {
