@@ -58,7 +58,10 @@ pub fn run(
     metrics::init();
     let today = || jiff::Zoned::now().date();
     let policy = Arc::new(agreements::load_policy(&cfg.agreements, today())?);
-    status.set(Some("starting: connecting to Kafka".into()));
+    status.set(Some(format!(
+        "starting: connecting to Kafka at {} (retrying until it answers)",
+        cfg.eos.kafka.brokers.trim()
+    )));
     let mut projector = Projector::new(policy.clone(), &cfg.secret, DISCLOSED_BY);
     feeds::prepare(&cfg, &policy, &codec, &rt, &stop, &status)?;
 
