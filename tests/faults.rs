@@ -314,3 +314,98 @@ async fn a_broker_paused_past_the_clients_timeouts_under_load_loses_and_repeats_
         "the projector exited instead of recovering"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_projector_that_cannot_reach_the_registry_waits_says_why_then_works() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut s = setup("fault-reg-start").await;
+    // The registry goes; the projector is given an address where it will come back.
+    s.registry.child.kill().expect("kill the registry");
+    let _ = s.registry.child.wait();
+    let registry_port = common::free_port();
+    s.registry_url = format!("http://127.0.0.1:{registry_port}");
+    let http_port = common::free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_bluelight"))
+        .args(common::project::projector_args(
+            &s,
+            &unique("project-"),
+            "0",
+        ))
+        .args(["--listen", &format!("127.0.0.1:{http_port}")])
+        .env("BLUELIGHT_BROKERS", bluelight_topics::testing::brokers())
+        .spawn()
+        .expect("start the projector");
+    let mut projector = common::Service {
+        child,
+        url: format!("http://127.0.0.1:{http_port}"),
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while get(&format!("{}/health/live", projector.url))
+        .await
+        .map(|r| r.0)
+        != Some(200)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never answered /health/live"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Its feeds' schemas cannot be registered: it waits, and says so.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let why = loop {
+        let (status, why) = get(&format!("{}/health/ready", projector.url))
+            .await
+            .expect("ready answers");
+        assert_eq!(status, 503, "ready without a registry: {why}");
+        if why.contains("registering schemas") {
+            break why;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no registry reason: {why}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    println!("without the registry: {}", why.trim());
+    assert!(
+        projector.child.try_wait().expect("wait").is_none(),
+        "it gave up"
+    );
+
+    // The registry comes back at that address (on a new schemas topic, with the canonical
+    // schemas registered again), and the projector carries on by itself.
+    let topic = format!("_schemas-{}", unique("t"));
+    common::create_topics(&[&topic], true).await;
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_bluelight"))
+        .args(["registry", "--topic", &topic])
+        .args(["--listen", &format!("127.0.0.1:{registry_port}")])
+        .env("BLUELIGHT_BROKERS", bluelight_topics::testing::brokers())
+        .spawn()
+        .expect("start the registry");
+    s.registry = common::Service {
+        child,
+        url: s.registry_url.clone(),
+    };
+    common::wait_ready(&mut s.registry).await;
+    s.codec = bluelight_avro::Codec::new(&s.registry_url, Duration::from_secs(10)).expect("codec");
+    bluelight_avro::schemas::register_all(&s.codec)
+        .await
+        .expect("register");
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some((200, _)) = get(&format!("{}/health/ready", projector.url)).await {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ready 90 s after the registry came back"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    println!("ready once the registry came back");
+    let records = rtcs(&s, 200);
+    steady_load(&s, records.clone()).await.expect("load");
+    reconcile("registry down at start", &s, &records).await;
+    let _ = projector.child.kill();
+}
