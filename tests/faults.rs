@@ -2,8 +2,13 @@
 //! traffic collisions a second, each entitled to the fire and the ambulance feeds), injects one
 //! fault, and ends with an exact reconciliation, printed as a table: every accepted source event
 //! on its canonical topic once, in each entitled feed once, and in the audit log once per feed.
-//! (kill -9 of the projector is `tests/projector.rs`; a broker paused past the clients' timeouts
-//! is `tests/projector_backpressure.rs` and `tests/ingest_backpressure.rs`.)
+//! Scenarios run one at a time (they share the broker). Here: garbage and unknown schema ids on
+//! a canonical topic; the registry killed mid-load; the registry down when the projector starts;
+//! the projector started before the broker is reachable; the broker paused past the clients'
+//! timeouts; the gateway killed twice under a control room's stream. Elsewhere: kill -9 and
+//! SIGTERM of the projector (`tests/projector.rs`), kill -9 of victim updates and the notifier
+//! (`tests/victim_updates.rs`, `tests/victim_deadlines.rs`, `tests/notify.rs`), and memory
+//! while the broker is paused (`tests/*_backpressure.rs`).
 
 mod common;
 
@@ -408,4 +413,77 @@ async fn a_projector_that_cannot_reach_the_registry_waits_says_why_then_works() 
     steady_load(&s, records.clone()).await.expect("load");
     reconcile("registry down at start", &s, &records).await;
     let _ = projector.child.kill();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_control_room_stream_through_gateway_kill_9s_misses_and_repeats_nothing() {
+    use common::gateway::{Sse, start_gateway};
+    let _one = ONE_AT_A_TIME.lock().await;
+    let s = setup("fault-gateway").await;
+    let _projector = start_projector(&s, &unique("project-")).await;
+    let token = format!("fire-{}", unique(""));
+    let creds = [(
+        "fire-control",
+        s.fire.as_str(),
+        "control-room",
+        token.as_str(),
+    )];
+    let mut gateway = start_gateway(&s, &creds, &[]).await;
+    let topic = format!("feed.{}.incident.v1", s.fire);
+    const EVENTS: usize = 400;
+    let records = rtcs(&s, EVENTS);
+    let load = steady_load(&s, records.clone());
+
+    // The control room reads from the start of its feed; the gateway dies twice under it, and
+    // each time the client reconnects to a new gateway with the last id it saw.
+    let mut received: Vec<Id> = Vec::new();
+    let mut last_id: Option<String> = None;
+    for kill in 0..3 {
+        let mut stream = Sse::open(
+            &gateway.url,
+            &token,
+            &topic,
+            last_id.as_deref(),
+            last_id.is_none().then_some("earliest"),
+        )
+        .await;
+        let until = std::time::Instant::now()
+            + if kill < 2 {
+                Duration::from_millis(1_200)
+            } else {
+                Duration::from_secs(120)
+            };
+        while std::time::Instant::now() < until && received.len() < EVENTS {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            let Some(ev) = stream.next(left.min(Duration::from_secs(5))).await else {
+                break;
+            };
+            if ev.event != "record" {
+                continue;
+            }
+            let id: Id = ev.json()["record"]["envelope"]["event_id"]
+                .as_str()
+                .and_then(|i| i.parse().ok())
+                .expect("a record carries its event id");
+            received.push(id);
+            last_id = ev.id.clone();
+        }
+        if kill < 2 {
+            gateway.child.kill().expect("kill -9 the gateway");
+            let _ = gateway.child.wait();
+            drop(stream);
+            gateway = start_gateway(&s, &creds, &[]).await;
+        }
+    }
+    load.await.expect("load");
+
+    let expected: BTreeSet<Id> = records.iter().map(|r| r.envelope.event_id).collect();
+    let (found, missing, repeated) = tally(&expected, received.iter().copied());
+    println!("\ngateway kill -9 twice: what the control room received");
+    println!("| where | expected | found | missing | repeated |");
+    println!("|---|---:|---:|---:|---:|");
+    println!("| {topic} via the gateway's stream | {EVENTS} | {found} | {missing} | {repeated} |");
+    assert_eq!(received.len(), EVENTS, "nothing more than the feed holds");
+    assert_eq!((found, missing, repeated), (EVENTS, 0, 0));
+    reconcile("gateway kill -9", &s, &records).await;
 }
