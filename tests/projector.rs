@@ -538,3 +538,39 @@ async fn at_least_once_killed_under_load_loses_nothing() {
     );
     drop(projector);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_published_twice_reaches_each_feed_once() {
+    let s = setup("repeat").await;
+    let projector = start_projector(&s, &unique("project-")).await;
+    let records = rtcs(&s, 3);
+    let producer = producer();
+    // A source's retry: the same records (the same event ids) again, after the first copies
+    // were shared.
+    publish(&s.codec, &producer, &records).await;
+    assert_each_once(
+        &s,
+        &format!("feed.{}.incident.v1", s.fire),
+        &records,
+        Duration::from_secs(60),
+    )
+    .await;
+    publish(&s.codec, &producer, &records).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while common::metric_sum(
+        &projector.url,
+        "bluelight_projector_repeats_skipped_total",
+        "",
+    )
+    .await
+    .unwrap_or_default()
+        < 6.0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the repeats were not skipped"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_both_feeds_and_audits_once(&s, &records).await;
+}

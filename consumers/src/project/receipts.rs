@@ -120,6 +120,24 @@ impl Receipts {
         })
     }
 
+    /// The feeds that have already received `event_id` about this subject (empty for an event
+    /// not seen, or a subject forgotten at capacity).
+    pub fn received(&self, key: &str, event_id: Id) -> Vec<&str> {
+        let Some((_, packed)) = self.map.get(key) else {
+            return Vec::new();
+        };
+        let u = Unpacked::read(packed);
+        let id = *event_id.0.as_bytes();
+        let Some(index) = u.events.iter().position(|e| *e == id) else {
+            return Vec::new();
+        };
+        u.receipts
+            .iter()
+            .filter(|h| h.sent.iter().any(|s| s.event as usize == index))
+            .map(|h| self.symbols.name(h.feed))
+            .collect()
+    }
+
     /// Replaces a subject's receipts (after a retraction changed them).
     pub fn put(&mut self, key: &str, receipts: Option<Vec<Receipt>>) {
         self.keep_undo(key);
@@ -781,6 +799,19 @@ mod tests {
         }
         assert!(!r.is_partial("incident/11"));
         assert!(!r.get("incident/11").is_empty());
+    }
+
+    #[test]
+    fn the_feeds_that_received_an_event_are_known() {
+        let mut r = Receipts::new(10);
+        r.record("incident/1", receipt("feed.a", 1));
+        r.record("incident/1", receipt("feed.b", 1));
+        r.record("incident/1", receipt("feed.b", 2));
+        let id = |n| Id(uuid::Uuid::from_u128(n));
+        assert_eq!(r.received("incident/1", id(1)), ["feed.a", "feed.b"]);
+        assert_eq!(r.received("incident/1", id(2)), ["feed.b"]);
+        assert!(r.received("incident/1", id(3)).is_empty());
+        assert!(r.received("incident/2", id(1)).is_empty());
     }
 
     #[test]

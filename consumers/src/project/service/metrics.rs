@@ -16,6 +16,7 @@ pub(crate) struct Metrics {
     pub fields_withheld: IntCounterVec,
     pub ceiling: IntCounterVec,
     pub retractions: IntCounterVec,
+    pub repeats: IntCounterVec,
     pub dead_letters: IntCounterVec,
     pub condition_errors: IntCounterVec,
     pub end_to_end: Histogram,
@@ -63,6 +64,12 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "bluelight_projector_retractions_sent_total",
         "Retraction notices written to recipients' feeds.",
         &["recipient"]
+    )
+    .expect("metric"),
+    repeats: register_int_counter_vec!(
+        "bluelight_projector_repeats_skipped_total",
+        "Events a feed had already received (the same event id again: a source's retry), not sent twice.",
+        &["agreement"]
     )
     .expect("metric"),
     dead_letters: register_int_counter_vec!(

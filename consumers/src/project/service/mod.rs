@@ -238,7 +238,19 @@ fn transact(
                 }
                 let key = Receipts::key(event.entity(), event.key());
                 let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+                // A source that retries sends the same record, and so the same event id, again:
+                // a feed that already has it does not get it twice.
+                let already: Vec<String> = receipts
+                    .received(&key, event.envelope().event_id)
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect();
                 for f in &p.feeds {
+                    if already.iter().any(|feed| *feed == f.topic) {
+                        let a = &projector.policy().agreements[f.agreement];
+                        METRICS.repeats.with_label_values(&[&a.id]).inc();
+                        continue;
+                    }
                     feeds::send_encoded(
                         runner,
                         codec,
