@@ -246,7 +246,7 @@ fn transact(
                     .map(str::to_owned)
                     .collect();
                 for f in &p.feeds {
-                    if already.iter().any(|feed| *feed == f.topic) {
+                    if already.contains(&f.topic) {
                         let a = &projector.policy().agreements[f.agreement];
                         METRICS.repeats.with_label_values(&[&a.id]).inc();
                         continue;
