@@ -224,25 +224,20 @@ async fn get(url: &str) -> Option<(u16, String)> {
     Some((status, r.text().await.unwrap_or_default()))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_projector_started_before_the_broker_is_reachable_waits_says_why_then_works() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let s = setup("fault-early").await;
-    let broker_port = common::free_port();
+/// Starts the projector without waiting for it to be ready (it may not be able to be), with
+/// `brokers` as its bootstrap address, and waits until it answers `/health/live`.
+async fn start_unready_projector(s: &Setup, brokers: &str) -> common::Service {
     let http_port = common::free_port();
-    let group = unique("project-");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_bluelight"))
-        .args(common::project::projector_args(&s, &group, "0"))
+        .args(common::project::projector_args(s, &unique("project-"), "0"))
         .args(["--listen", &format!("127.0.0.1:{http_port}")])
-        .env("BLUELIGHT_BROKERS", format!("127.0.0.1:{broker_port}"))
+        .env("BLUELIGHT_BROKERS", brokers)
         .spawn()
         .expect("start the projector");
-    let mut projector = common::Service {
+    let projector = common::Service {
         child,
         url: format!("http://127.0.0.1:{http_port}"),
     };
-
-    // Alive, not ready, and saying why, for as long as the broker cannot be reached.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while get(&format!("{}/health/live", projector.url))
         .await
@@ -255,6 +250,32 @@ async fn a_projector_started_before_the_broker_is_reachable_waits_says_why_then_
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    projector
+}
+
+/// Waits until `/health/ready` answers 200, or fails with `after` in the message.
+async fn wait_until_ready(service: &common::Service, after: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while get(&format!("{}/health/ready", service.url))
+        .await
+        .map(|r| r.0)
+        != Some(200)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ready 90 s after {after}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_projector_started_before_the_broker_is_reachable_waits_says_why_then_works() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let s = setup("fault-early").await;
+    let broker_port = common::free_port();
+    let mut projector = start_unready_projector(&s, &format!("127.0.0.1:{broker_port}")).await;
+    // Alive, not ready, and saying why, for as long as the broker cannot be reached.
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(
         projector.child.try_wait().expect("wait").is_none(),
@@ -275,17 +296,7 @@ async fn a_projector_started_before_the_broker_is_reachable_waits_says_why_then_
         .await
         .expect("bind the broker's address");
     forward(listener, bluelight_topics::testing::brokers());
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some((200, _)) = get(&format!("{}/health/ready", projector.url)).await {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not ready 90 s after the broker appeared"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    wait_until_ready(&projector, "the broker appeared").await;
     println!("ready once the broker appeared");
 
     let records = rtcs(&s, 200);
@@ -329,33 +340,7 @@ async fn a_projector_that_cannot_reach_the_registry_waits_says_why_then_works() 
     let _ = s.registry.child.wait();
     let registry_port = common::free_port();
     s.registry_url = format!("http://127.0.0.1:{registry_port}");
-    let http_port = common::free_port();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_bluelight"))
-        .args(common::project::projector_args(
-            &s,
-            &unique("project-"),
-            "0",
-        ))
-        .args(["--listen", &format!("127.0.0.1:{http_port}")])
-        .env("BLUELIGHT_BROKERS", bluelight_topics::testing::brokers())
-        .spawn()
-        .expect("start the projector");
-    let mut projector = common::Service {
-        child,
-        url: format!("http://127.0.0.1:{http_port}"),
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while get(&format!("{}/health/live", projector.url))
-        .await
-        .map(|r| r.0)
-        != Some(200)
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never answered /health/live"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let mut projector = start_unready_projector(&s, &bluelight_topics::testing::brokers()).await;
     // Its feeds' schemas cannot be registered: it waits, and says so.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let why = loop {
@@ -397,17 +382,7 @@ async fn a_projector_that_cannot_reach_the_registry_waits_says_why_then_works() 
     bluelight_avro::schemas::register_all(&s.codec)
         .await
         .expect("register");
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some((200, _)) = get(&format!("{}/health/ready", projector.url)).await {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not ready 90 s after the registry came back"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    wait_until_ready(&projector, "the registry came back").await;
     println!("ready once the registry came back");
     let records = rtcs(&s, 200);
     steady_load(&s, records.clone()).await.expect("load");
