@@ -81,12 +81,12 @@ async fn one_trace_spans_ingest_projector_and_gateway() {
     let env = [
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
-        ("OTEL_BSP_SCHEDULE_DELAY", "200"),
         // The projector's new group reads every earlier test's records on the shared canonical
         // topics first (tens of thousands in the full suite), a span each; the exporter's
         // default queue (2,048 spans) drops spans past it, by design, and could drop this one.
+        // Exports stay at the default 512 spans (the collector's 2 MB body limit).
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
         ("OTEL_BSP_MAX_QUEUE_SIZE", "200000"),
-        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "8192"),
     ];
     let _projector = start_projector_env(&s, &unique("trace-"), "0", &env).await;
     let (ingest, cad_token) = start_ingest(&s, &env).await;
