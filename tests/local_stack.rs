@@ -4,9 +4,12 @@
 //! Runs the real script against its own ports and state directory, with the test build of the
 //! binary (BLUELIGHT_BIN) so it does not start a second cargo build.
 
+mod common;
+
+use common::free_port;
 use std::{
     io::{BufRead, BufReader},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc,
@@ -161,27 +164,6 @@ fn signal(sig: &str, pid: &str) -> bool {
 
 fn alive(pid: &str) -> bool {
     signal("-0", pid)
-}
-
-/// A port nothing listens on, never one this process was given before: the OS can hand the
-/// same ephemeral port out twice between binds, and two services on one port fail to start.
-fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        if GIVEN
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(port)
-        {
-            return port;
-        }
-    }
 }
 
 fn listening(port: u16) -> bool {
