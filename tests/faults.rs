@@ -228,8 +228,10 @@ async fn get(url: &str) -> Option<(u16, String)> {
 /// `brokers` as its bootstrap address, and waits until it answers `/health/live`.
 async fn start_unready_projector(s: &Setup, brokers: &str) -> common::Service {
     let http_port = common::free_port();
+    let group = unique("project-");
+    common::start_group_at_history(&group);
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_bluelight"))
-        .args(common::project::projector_args(s, &unique("project-"), "0"))
+        .args(common::project::projector_args(s, &group, "0"))
         .args(["--listen", &format!("127.0.0.1:{http_port}")])
         .env("BLUELIGHT_BROKERS", brokers)
         .spawn()

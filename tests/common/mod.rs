@@ -56,7 +56,97 @@ pub fn free_port() -> u16 {
 }
 
 pub fn client() -> ClientConfig {
+    history();
     testing::kafka().client_config("e2e-test").expect("config")
+}
+
+/// Topics every test binary shares by their catalogue names. One `deploy/local/test` run puts
+/// all its binaries on one broker, so by the last binary these hold the records of every earlier
+/// one: readers and new consumer groups start where each partition ended when this binary
+/// started, so a test's waits do not grow with the suite.
+const SHARED: &[&str] = &[
+    "bl.incident.v1",
+    "bl.case.v1",
+    "bl.victim.v1",
+    "bl.victim-notification-ack.v1",
+    "audit.disclosure.v1",
+    "audit.consultation.v1",
+    "dlq.ingest.v1",
+    "dlq.projector.v1",
+    "dlq.victim-updates.v1",
+    "dlq.notify.v1",
+    "feed.victim-update.v1",
+    "feed.victim-update-overdue.v1",
+];
+
+/// Where each partition of each shared topic that existed ended (high watermark) when this test
+/// binary first touched the broker. Taken before anything in the binary writes: every writer
+/// goes through [`client`] or [`start_service_env`], which both wait for it.
+pub fn history() -> &'static std::collections::BTreeMap<String, Vec<i64>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    static START: std::sync::OnceLock<std::collections::BTreeMap<String, Vec<i64>>> =
+        std::sync::OnceLock::new();
+    START.get_or_init(|| {
+        let consumer: BaseConsumer = testing::kafka()
+            .client_config("e2e-test-history")
+            .expect("config")
+            .create()
+            .expect("consumer");
+        let metadata = consumer
+            .fetch_metadata(None, Duration::from_secs(20))
+            .expect("broker metadata (is the test broker running?)");
+        let mut start = std::collections::BTreeMap::new();
+        for t in metadata.topics() {
+            if !SHARED.contains(&t.name()) || t.partitions().is_empty() {
+                continue;
+            }
+            let mut ends = vec![0; t.partitions().len()];
+            for p in t.partitions() {
+                let (_, high) = consumer
+                    .fetch_watermarks(t.name(), p.id(), Duration::from_secs(20))
+                    .expect("watermarks");
+                ends[p.id() as usize] = high;
+            }
+            start.insert(t.name().to_owned(), ends);
+        }
+        start
+    })
+}
+
+/// Commits `group`'s offsets on the shared topics at [`history`], once per group, before its
+/// first member starts: a new group would otherwise begin at the earliest record of every
+/// earlier test binary. Restarts of the group keep what they committed since.
+pub fn start_group_at_history(group: &str) {
+    use rdkafka::{
+        Offset, TopicPartitionList,
+        consumer::{BaseConsumer, CommitMode, Consumer},
+    };
+    static DONE: std::sync::Mutex<std::collections::BTreeSet<String>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut done = DONE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !done.insert(group.to_owned()) {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (topic, ends) in history() {
+        for (p, end) in ends.iter().enumerate() {
+            tpl.add_partition_offset(topic, p as i32, Offset::Offset(*end))
+                .expect("offset");
+        }
+    }
+    if tpl.count() == 0 {
+        return;
+    }
+    let consumer: BaseConsumer = client()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer
+        .commit(&tpl, CommitMode::Sync)
+        .expect("commit the group's start");
 }
 
 pub async fn create_topics(names: &[&str], compacted: bool) {
@@ -93,6 +183,10 @@ pub const LOG_TO: &str = "BLUELIGHT_TEST_LOG_TO";
 
 /// `start_service` with extra environment variables.
 pub async fn start_service_env(args: &[&str], env: &[(&str, &str)]) -> Service {
+    history();
+    if let Some(group) = args.windows(2).find(|w| w[0] == "--group").map(|w| w[1]) {
+        start_group_at_history(group);
+    }
     let port = free_port();
     let (stdout, stderr) = match env.iter().find(|(k, _)| *k == LOG_TO) {
         Some((_, path)) => {

@@ -177,7 +177,19 @@ pub fn read_all(
         .set("isolation.level", "read_committed")
         .create()
         .expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
+    // A shared topic from where it ended when this binary started (see `history`); any other
+    // (a test's own) from its beginning, waiting for it to be created.
+    match super::history().get(topic) {
+        Some(ends) => {
+            let mut tpl = rdkafka::TopicPartitionList::new();
+            for (p, end) in ends.iter().enumerate() {
+                tpl.add_partition_offset(topic, p as i32, rdkafka::Offset::Offset(*end))
+                    .expect("offset");
+            }
+            consumer.assign(&tpl).expect("assign");
+        }
+        None => consumer.subscribe(&[topic]).expect("subscribe"),
+    }
     let deadline = Instant::now() + within;
     let mut out = Vec::new();
     let mut last = Instant::now();
