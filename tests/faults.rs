@@ -4,8 +4,9 @@
 //! on its canonical topic once, in each entitled feed once, and in the audit log once per feed.
 //! Scenarios run one at a time (they share the broker). Here: garbage and unknown schema ids on
 //! a canonical topic; the registry killed mid-load; the registry down when the projector starts;
-//! the projector started before the broker is reachable; the gateway killed twice under a
-//! control room's stream. Elsewhere: kill -9 and
+//! the projector started before the broker is reachable; the broker paused past the clients'
+//! timeouts; the broker restarted; the gateway killed twice under a control room's stream.
+//! Elsewhere: kill -9 and
 //! SIGTERM of the projector (`tests/projector.rs`), kill -9 of victim updates and the notifier
 //! (`tests/victim_updates.rs`, `tests/victim_deadlines.rs`, `tests/notify.rs`), and memory
 //! while the broker is paused (`tests/*_backpressure.rs`).
@@ -305,6 +306,52 @@ async fn a_projector_started_before_the_broker_is_reachable_waits_says_why_then_
     steady_load(&s, records.clone()).await.expect("load");
     reconcile("started before the broker", &s, &records).await;
     let _ = projector.child.kill();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_paused_past_the_clients_timeouts_under_load_loses_and_repeats_nothing() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let s = setup("fault-pause").await;
+    let mut projector = start_projector(&s, &unique("project-")).await;
+    const EVENTS: usize = 400;
+    let records = rtcs(&s, EVENTS);
+    let load = steady_load(&s, records.clone());
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    {
+        // Longer than the projector's transaction timeout (10 s in these tests) and its
+        // consumer session (10 s): its open transaction is aborted and its group rebalanced.
+        let _paused = common::Paused::stop(&common::broker_pid());
+        tokio::time::sleep(Duration::from_secs(15)).await;
+    }
+    println!("broker resumed after 15 s");
+    load.await.expect("load");
+    reconcile("broker paused 15 s", &s, &records).await;
+    assert!(
+        projector.child.try_wait().expect("wait").is_none(),
+        "the projector exited instead of recovering"
+    );
+}
+
+#[allow(clippy::print_stdout)]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_restarted_under_load_loses_and_repeats_nothing() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let s = setup("fault-restart").await;
+    let mut projector = start_projector(&s, &unique("project-")).await;
+    const EVENTS: usize = 400;
+    let records = rtcs(&s, EVENTS);
+    let load = steady_load(&s, records.clone());
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let gone = tokio::task::spawn_blocking(common::restart_broker)
+        .await
+        .expect("restart");
+    println!("broker stopped (SIGTERM) and started again: back after {gone:?}");
+    load.await.expect("load");
+    reconcile("broker restarted", &s, &records).await;
+    assert!(
+        projector.child.try_wait().expect("wait").is_none(),
+        "the projector exited instead of recovering"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

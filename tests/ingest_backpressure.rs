@@ -41,8 +41,7 @@ fn batch(prefix: &str, start: usize, n: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_paused_broker_gets_429_not_unbounded_buffering_and_loses_nothing() {
-    let broker_pid = std::env::var("BLUELIGHT_TEST_BROKER_PID")
-        .expect("BLUELIGHT_TEST_BROKER_PID: run through deploy/local/test");
+    let broker_pid = common::broker_pid();
     common::ensure_canonical_topics().await;
     let (registry, _) = start_registry().await;
     let sources = concat!(

@@ -23,8 +23,7 @@ async fn disclosed(url: &str, recipient: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stalled_broker_keeps_the_projectors_memory_flat_and_loses_nothing() {
-    let broker_pid = std::env::var("BLUELIGHT_TEST_BROKER_PID")
-        .expect("BLUELIGHT_TEST_BROKER_PID: run through deploy/local/test");
+    let broker_pid = common::broker_pid();
     let s = setup("rss").await;
     const BACKLOG: usize = 20_000;
     let records = rtcs(&s, BACKLOG);

@@ -106,24 +106,57 @@ bl_free_port() {
 
 bl_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# bl_start_broker DIR PORT CONTROLLER_PORT: formats DIR once (data survives restarts), starts a
-# single KRaft node (broker and controller in one process) in its own process group, waits until it
-# accepts connections, and sets BL_BROKER_PID.
+# bl_tls_for_localhost DIR: a throwaway self-signed certificate for 127.0.0.1 (keytool, from the
+# JDK the broker runs on): DIR/broker.p12 (the broker's keystore, password in DIR/password) and
+# DIR/ca.pem (what clients trust). Valid for 2 days; made anew by every test run.
+bl_tls_for_localhost() {
+  local dir=$1 password
+  mkdir -p "$dir"
+  password=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+  printf '%s' "$password" > "$dir/password"
+  keytool -genkeypair -alias broker -keyalg RSA -keysize 2048 -validity 2 \
+      -dname "CN=127.0.0.1, OU=bluelight test broker" -ext "SAN=IP:127.0.0.1,DNS:localhost" \
+      -keystore "$dir/broker.p12" -storetype PKCS12 -storepass "$password" -keypass "$password" \
+      >"$dir/keytool.log" 2>&1 || { cat "$dir/keytool.log" >&2; bl_die "keytool could not make a test certificate"; }
+  keytool -exportcert -rfc -alias broker -keystore "$dir/broker.p12" -storepass "$password" \
+      -file "$dir/ca.pem" >>"$dir/keytool.log" 2>&1 || { cat "$dir/keytool.log" >&2; bl_die "keytool could not export the test certificate"; }
+}
+
+# bl_start_broker DIR PORT CONTROLLER_PORT [SASL_SSL_PORT TLS_DIR]: formats DIR once (data
+# survives restarts), starts a single KRaft node (broker and controller in one process) in its own
+# process group, waits until it accepts connections, and sets BL_BROKER_PID.
+# With SASL_SSL_PORT (the tests), it also listens there with TLS (TLS_DIR from
+# bl_tls_for_localhost) and SCRAM-SHA-512, and enforces ACLs there: SCRAM principals get only what
+# ACLs grant. The plaintext and controller listeners stay open to all (User:ANONYMOUS is a super
+# user), so the tests that do not test security are unaffected.
 bl_start_broker() {
-  local dir=$1 port=$2 cport=$3
+  local dir=$1 port=$2 cport=$3 sport=${4:-} tls=${5:-}
   mkdir -p "$dir/data" "$dir/logs"
   bl_port_open "$port" && bl_die "port $port is taken (another broker, or an earlier 'up' still running?); set BLUELIGHT_BROKER_PORT"
   bl_port_open "$cport" && bl_die "port $cport is taken; set BLUELIGHT_CONTROLLER_PORT"
+  local listeners="PLAINTEXT://127.0.0.1:$port" map="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT" secure=
+  if [ -n "$sport" ]; then
+    listeners="$listeners,SASL_SSL://127.0.0.1:$sport"
+    map="$map,SASL_SSL:SASL_SSL"
+    secure="sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PKCS12
+listener.name.sasl_ssl.ssl.keystore.location=$tls/broker.p12
+listener.name.sasl_ssl.ssl.keystore.password=$(cat "$tls/password")
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS"
+  fi
   cat > "$dir/server.properties" <<PROPS
 # Written by deploy/local/lib.sh; a single KRaft node: broker and controller in one process.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=$listeners
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$map
+$secure
 log.dirs=$dir/data
 num.partitions=1
 default.replication.factor=1
@@ -150,7 +183,9 @@ PROPS
   # Its own process group, so stopping it stops everything it started, and a Ctrl-C meant for the
   # script reaches the broker only through bl_stop, in order.
   bl_kafka_cmd "$dir/logs" kafka.Kafka "$dir/server.properties"
-  setsid "${BL_CMD[@]}" >"$dir/logs/stdout.log" 2>&1 </dev/null &
+  # The command line, NUL-separated: the fault suite restarts the broker with it.
+  printf '%s\0' "${BL_CMD[@]}" > "$dir/command"
+  setsid "${BL_CMD[@]}" >>"$dir/logs/stdout.log" 2>&1 </dev/null &
   BL_BROKER_PID=$!
   # Known to the caller's clean-up at once, so an interrupted start-up leaves nothing running.
   if declare -F bl_track >/dev/null; then bl_track "$BL_BROKER_PID" broker; fi

@@ -200,9 +200,10 @@ pub async fn start_service_env(args: &[&str], env: &[(&str, &str)]) -> Service {
     };
     let child = Command::new(env!("CARGO_BIN_EXE_bluelight"))
         .args(args)
-        .envs(env.iter().copied().filter(|(k, _)| *k != LOG_TO))
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("BLUELIGHT_BROKERS", testing::brokers())
+        // After the default: a test may put the service on another listener.
+        .envs(env.iter().copied().filter(|(k, _)| *k != LOG_TO))
         .stdout(stdout)
         .stderr(stderr)
         .spawn()
@@ -301,6 +302,82 @@ pub fn retry_after(response: &reqwest::Response) -> u64 {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .expect("Retry-After in seconds")
+}
+
+/// The test broker's directory (`deploy/local/test` sets it): `broker.pid`, `command`, `logs/`.
+pub fn broker_dir() -> std::path::PathBuf {
+    std::env::var("BLUELIGHT_TEST_BROKER_DIR")
+        .expect("BLUELIGHT_TEST_BROKER_DIR is not set: run this test through deploy/local/test")
+        .into()
+}
+
+/// The broker's process id now (a restart changes it).
+pub fn broker_pid() -> String {
+    std::fs::read_to_string(broker_dir().join("broker.pid"))
+        .expect("broker.pid")
+        .trim()
+        .to_owned()
+}
+
+/// Stops the test broker (SIGTERM: a controlled shutdown), starts it again with the same
+/// command line and data, and waits until it accepts connections; returns how long it was gone.
+#[allow(clippy::zombie_processes)] // the broker outlives this binary; deploy/local/test stops it
+pub fn restart_broker() -> Duration {
+    let dir = broker_dir();
+    let pid = broker_pid();
+    let started = Instant::now();
+    let alive = |pid: &str| {
+        Command::new("kill")
+            .args(["-0", pid])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .is_ok_and(|s| s.success()),
+        "kill -TERM {pid}"
+    );
+    while alive(&pid) {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the broker did not stop within 90 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let command = std::fs::read(dir.join("command")).expect("command");
+    let argv: Vec<String> = command
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(dir.join("logs/stdout.log"))
+        .expect("broker log");
+    // Its own session, as deploy/local/test started it; it outlives this test binary and the
+    // script stops it by its new pid.
+    let child = Command::new("setsid")
+        .args(&argv)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start the broker again");
+    std::fs::write(dir.join("broker.pid"), child.id().to_string()).expect("broker.pid");
+    let address = testing::brokers();
+    while std::net::TcpStream::connect(&address).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "the broker did not come back within 180 s (see {}/logs)",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    started.elapsed()
 }
 
 /// Resumes a SIGSTOPped process however the test ends.

@@ -235,15 +235,31 @@ pub fn rtcs(s: &Setup, n: usize) -> Vec<IncidentEvent> {
 }
 
 /// Publishes `records` in the background at a steady 80 events a second, in batches of 8.
+/// Every record is encoded before the first is sent, so the load keeps its pace while the
+/// registry or the broker is down (a fault scenario's subject), as a source's outbox would.
 pub fn steady_load(s: &Setup, records: Vec<IncidentEvent>) -> tokio::task::JoinHandle<()> {
-    let codec = Codec::new(&s.registry_url, Duration::from_secs(10)).expect("codec");
+    let payloads: Vec<(String, Vec<u8>)> = records
+        .iter()
+        .map(|r| {
+            let payload = s.codec.encode("bl.incident.v1-value", r).expect("encode");
+            (r.incident_id.clone(), payload)
+        })
+        .collect();
     tokio::spawn(async move {
-        bluelight_avro::schemas::register_all(&codec)
-            .await
-            .expect("register");
         let producer = producer();
-        for chunk in records.chunks(8) {
-            publish(&codec, &producer, chunk).await;
+        for chunk in payloads.chunks(8) {
+            let sends: Vec<_> = chunk
+                .iter()
+                .map(|(key, payload)| {
+                    producer
+                        .send_result(FutureRecord::to("bl.incident.v1").key(key).payload(payload))
+                        .map_err(|(e, _)| e)
+                        .expect("queue")
+                })
+                .collect();
+            for d in sends {
+                d.await.expect("delivery").expect("acknowledged");
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })

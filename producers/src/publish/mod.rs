@@ -302,11 +302,21 @@ impl Publisher {
     }
 }
 
-/// A record the broker will never take (too large) is the sender's problem; anything else may pass.
+/// A record the broker will never take (too large) is the sender's problem; anything else may pass
+/// (a refusal of this service's principal passes once an operator grants its ACLs).
 fn delivery_error(e: &rdkafka::error::KafkaError) -> Error {
-    use rdkafka::types::RDKafkaErrorCode::{InvalidMessageSize, MessageSizeTooLarge};
+    use rdkafka::types::RDKafkaErrorCode::{
+        ClusterAuthorizationFailed, InvalidMessageSize, MessageSizeTooLarge,
+        TopicAuthorizationFailed,
+    };
     match e.rdkafka_error_code() {
         Some(MessageSizeTooLarge | InvalidMessageSize) => Error::RecordTooLarge(e.to_string()),
+        Some(TopicAuthorizationFailed | ClusterAuthorizationFailed) => Error::Kafka {
+            operation: "delivery",
+            reason: format!(
+                "the broker refused this service's principal ({e}): it lacks Write on the topic; see the ACLs in deploy/acls.toml"
+            ),
+        },
         _ => Error::Kafka {
             operation: "delivery",
             reason: e.to_string(),
