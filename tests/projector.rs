@@ -232,19 +232,6 @@ async fn feeds_audit_retractions_and_dead_letters_end_to_end() {
     assert_eq!(lines[1]["event_type"], "INCIDENT_RETRACTED");
 }
 
-/// A tiny deterministic generator for the kill moments; the seed is printed to replay a run.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next_ms(&mut self, lo: u64, hi: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        lo + (self.0 >> 33) % (hi - lo)
-    }
-}
-
 /// Every record in both the fire and the ambulance feed exactly once, and one audit record per
 /// disclosure.
 #[allow(clippy::print_stdout)]
@@ -270,7 +257,7 @@ async fn kill_9_five_times_under_load_loses_and_repeats_nothing() {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(7, |d| d.as_nanos() as u64);
     println!("kill schedule seed {seed}");
-    let mut rng = Lcg(seed);
+    let mut rng = common::Lcg(seed);
     const EVENTS: usize = 800;
     let records = rtcs(&s, EVENTS);
     let load = steady_load(&s, records.clone());

@@ -10,7 +10,7 @@ mod common;
 use std::{process::Command, time::Duration};
 
 use bluelight_topics::testing::{self, unique};
-use common::project::{Setup, incident, projector_args, read_all, setup};
+use common::project::{CAD_SOURCE, cad_source, incident, projector_args, read_all, setup};
 use rdkafka::{
     ClientConfig, Offset, TopicPartitionList,
     admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier},
@@ -110,22 +110,6 @@ fn grant(principals: &[&Principal], groups: &[(&str, &str)]) {
     );
 }
 
-/// A sources file with one CAD source of the setup's controller, and its token.
-fn sources(s: &Setup) -> (std::path::PathBuf, String) {
-    let token = unique("token-");
-    let file = s.dir.with_extension("sources.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[[source]]\nname = \"sec-cad\"\norg = \"{}\"\nsystem = \"cad\"\nadapter = \"cad\"\ntoken_sha256 = \"{}\"\n",
-            s.controller,
-            bluelight_topics::tokens::token_hash(&token)
-        ),
-    )
-    .expect("sources");
-    (file, token)
-}
-
 /// The CAD example with its incident ids made unique to this run; returns it and the ids.
 fn cad_batch() -> (String, Vec<String>) {
     let mut doc: serde_json::Value =
@@ -143,7 +127,7 @@ fn cad_batch() -> (String, Vec<String>) {
 
 async fn post(ingest: &common::Service, token: &str, body: &str) -> (u16, String) {
     let r = reqwest::Client::new()
-        .post(format!("{}/v1/sources/sec-cad/events", ingest.url))
+        .post(format!("{}/v1/sources/{CAD_SOURCE}/events", ingest.url))
         .bearer_auth(token)
         .header("content-type", "application/json")
         .body(body.to_owned())
@@ -190,7 +174,7 @@ async fn services_work_with_their_own_credentials_and_are_refused_with_anothers(
     let ingest_p = Principal::new("ingest");
     let project_p = Principal::new("project");
     grant(&[&ingest_p, &project_p], &[("project", &group)]);
-    let (sources, token) = sources(&s);
+    let (sources, token) = cad_source(&s);
     let ingest_args = [
         "ingest",
         "--sources",

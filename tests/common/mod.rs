@@ -412,3 +412,17 @@ pub fn rss_kib(pid: u32) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// A tiny deterministic generator for kill moments; tests print the seed to replay a run.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// A number of milliseconds in `lo..hi`.
+    pub fn next_ms(&mut self, lo: u64, hi: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        lo + (self.0 >> 33) % (hi - lo)
+    }
+}
