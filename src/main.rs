@@ -6,6 +6,7 @@
 
 mod agreements;
 mod bench;
+mod context;
 mod gateway;
 mod ingest;
 mod notify;
@@ -70,6 +71,8 @@ enum Command {
     Schemas(schemas::SchemasCommand),
     /// Turn case events into the updates victims are owed under the Victims' Code, exactly once.
     VictimUpdates(Box<victim_updates::VictimUpdatesCommand>),
+    /// Keep each person's and place's contacts across agencies, and flag repeat demand (context view).
+    Context(Box<context::ContextCommand>),
     /// Deliver victim updates to a notification webhook and acknowledge them (reference client).
     Notify(Box<notify::NotifyCommand>),
     /// Serve feeds to people: the control-room board, live event streams, logged incident reads.
@@ -91,6 +94,7 @@ impl Command {
             Command::Registry(_) => "registry",
             Command::Schemas(_) => "schemas",
             Command::VictimUpdates(_) => "victim-updates",
+            Command::Context(_) => "context",
             Command::Notify(_) => "notify",
             Command::Gateway(_) => "gateway",
             Command::Simulate(_) => "simulate",
@@ -129,6 +133,7 @@ fn main() -> ExitCode {
             Command::Simulate(cmd) => cmd.run().await,
             Command::Bench(cmd) => cmd.run().await,
             Command::VictimUpdates(cmd) => cmd.run().await,
+            Command::Context(cmd) => cmd.run().await,
         }
     });
     drop(runtime);

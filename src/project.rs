@@ -137,20 +137,7 @@ pub struct ProjectCommand {
 
 impl ProjectCommand {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
-        let secret = std::fs::read(&self.pseudonym_key_file).with_context(|| {
-            format!(
-                "reading --pseudonym-key-file {}",
-                self.pseudonym_key_file.display()
-            )
-        })?;
-        let secret = secret.trim_ascii().to_vec();
-        if secret.len() < 32 {
-            bail!(
-                "{} holds {} bytes; a pseudonym key needs at least 32 (make one with `head -c 32 /dev/urandom | base64`)",
-                self.pseudonym_key_file.display(),
-                secret.len()
-            );
-        }
+        let secret = pseudonym_key(&self.pseudonym_key_file)?;
         let codec = Arc::new(self.registry.codec()?);
         let mut cfg = ProjectConfig::new(self.kafka, self.agreements, secret);
         cfg.eos.transactional_id = format!("{}-{}", self.group, self.instance);
@@ -176,4 +163,19 @@ impl ProjectCommand {
         )
         .await
     }
+}
+
+/// The deployment's pseudonym secret from `--pseudonym-key-file` (at least 32 bytes).
+pub(crate) fn pseudonym_key(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let secret = std::fs::read(path)
+        .with_context(|| format!("reading --pseudonym-key-file {}", path.display()))?;
+    let secret = secret.trim_ascii().to_vec();
+    if secret.len() < 32 {
+        bail!(
+            "{} holds {} bytes; a pseudonym key needs at least 32 (make one with `head -c 32 /dev/urandom | base64`)",
+            path.display(),
+            secret.len()
+        );
+    }
+    Ok(secret)
 }

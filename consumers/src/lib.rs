@@ -16,11 +16,15 @@
 //! - [`notify`]: `bluelight notify`, the reference notification client: webhook delivery with
 //!   retries and idempotency keys, then the acknowledgement.
 //!
+//! - [`context`]: the context view (Right Care, Right Person): each person's and place's
+//!   contacts across agencies, and flags with their evidence, from `bluelight context`.
+//!
 //! - [`gateway`]: `bluelight gateway`, the HTTP face for people: bearer-token sign-in, each
 //!   recipient's feeds as Server-Sent Events (resumable, bounded per client), the current state of
 //!   an incident from a view built from the feeds, every read logged to `audit.consultation.v1`,
 //!   and the control-room board as embedded web assets.
 
+pub mod context;
 pub mod eos;
 mod error;
 pub mod gateway;

@@ -50,6 +50,8 @@ pub struct Input {
     pub payload: Option<Vec<u8>>,
     /// The W3C trace context the record arrived with, passed on to what it gives rise to.
     pub traceparent: Option<Vec<u8>>,
+    /// The `bl-group` header of an internal topic's record: which deployment wrote it.
+    pub group: Option<Vec<u8>>,
 }
 
 /// What a poll gave.
@@ -543,18 +545,21 @@ pub fn dead_letter_headers(
 }
 
 fn input(m: &BorrowedMessage<'_>) -> Input {
-    let traceparent = m.headers().and_then(|h| {
-        h.iter()
-            .find(|h| h.key == "traceparent")
-            .and_then(|h| h.value.map(<[u8]>::to_vec))
-    });
+    let header = |name: &str| {
+        m.headers().and_then(|h| {
+            h.iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value.map(<[u8]>::to_vec))
+        })
+    };
     Input {
         topic: m.topic().to_owned(),
         partition: m.partition(),
         offset: m.offset(),
         key: m.key().map(<[u8]>::to_vec),
         payload: m.payload().map(<[u8]>::to_vec),
-        traceparent,
+        traceparent: header("traceparent"),
+        group: header("bl-group"),
     }
 }
 

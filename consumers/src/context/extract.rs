@@ -1,0 +1,142 @@
+//! Canonical events to observations: one per subject the event is about, each keyed by the
+//! subject's pseudonymous key, so all of a person's (or a place's) contacts meet on one
+//! partition of `state.context-contacts.v1`, whichever incidents and cases they came from.
+
+use bluelight_avro::records::{AgencyKind, CaseEvent, IncidentEvent, PersonRole, Vulnerability};
+
+use super::{history::Observation, rules::SubjectKind};
+use crate::project::transform::Pseudonymiser;
+
+/// The context service's own pseudonyms: state keys never hold a person reference or a UPRN,
+/// and the same secret gives the projector the same keys to look context up by.
+#[derive(Debug, Clone)]
+pub struct SubjectKeys(Pseudonymiser);
+
+impl SubjectKeys {
+    pub fn new(secret: &[u8]) -> Self {
+        SubjectKeys(Pseudonymiser::new(secret, "bluelight-context"))
+    }
+
+    /// The key of a person, from the source's person reference.
+    pub fn person(&self, person_ref: &str) -> String {
+        format!(
+            "person/{}",
+            self.0.pseudonym(&format!("person\0{person_ref}"))
+        )
+    }
+
+    /// The key of a place, from its UPRN.
+    pub fn location(&self, uprn: &str) -> String {
+        format!(
+            "location/{}",
+            self.0.pseudonym(&format!("uprn\0{}", uprn.trim()))
+        )
+    }
+}
+
+/// What an incident event says about its people and its place.
+pub fn incident(keys: &SubjectKeys, e: &IncidentEvent) -> Vec<Observation> {
+    let mut agencies: Vec<AgencyKind> = e
+        .agencies_requested
+        .iter()
+        .copied()
+        .chain(e.resources.iter().map(|r| r.agency))
+        .collect();
+    agencies.sort_unstable();
+    agencies.dedup();
+    let base = Observation {
+        subject: String::new(),
+        kind: SubjectKind::Person,
+        reference: format!("incident/{}", e.incident_id),
+        event_id: e.envelope.event_id,
+        event_type: e.envelope.event_type,
+        at: e.envelope.occurred_at.0,
+        incident_type: e.incident_type.as_ref().map(|c| c.code.clone()),
+        agencies,
+        org: e.envelope.source_org.clone(),
+        roles: Vec::new(),
+        markers: Vec::new(),
+    };
+    let mut out = people(
+        keys,
+        &base,
+        e.people
+            .iter()
+            .map(|p| (p.person_ref.as_str(), p.role, p.vulnerabilities.as_slice())),
+    );
+    if let Some(uprn) = e
+        .location
+        .as_ref()
+        .and_then(|l| l.uprn.as_deref())
+        .filter(|u| !u.trim().is_empty())
+    {
+        out.push(Observation {
+            subject: keys.location(uprn),
+            kind: SubjectKind::Location,
+            ..base
+        });
+    }
+    out
+}
+
+/// What a case event says about its victims and suspects.
+pub fn case(keys: &SubjectKeys, e: &CaseEvent) -> Vec<Observation> {
+    let base = Observation {
+        subject: String::new(),
+        kind: SubjectKind::Person,
+        reference: format!("case/{}", e.case_id),
+        event_id: e.envelope.event_id,
+        event_type: e.envelope.event_type,
+        at: e.envelope.occurred_at.0,
+        incident_type: None,
+        agencies: Vec::new(),
+        org: e.envelope.source_org.clone(),
+        roles: Vec::new(),
+        markers: Vec::new(),
+    };
+    let victims = e
+        .victims
+        .iter()
+        .map(|v| (v.victim_ref.as_str(), PersonRole::Victim, &[][..]));
+    let suspects = e
+        .suspects
+        .iter()
+        .map(|p| (p.person_ref.as_str(), p.role, p.vulnerabilities.as_slice()));
+    people(keys, &base, victims.chain(suspects))
+}
+
+/// One observation per person (a person linked twice, say as victim and witness, once with both
+/// roles), in the order they first appear.
+fn people<'a>(
+    keys: &SubjectKeys,
+    base: &Observation,
+    links: impl Iterator<Item = (&'a str, PersonRole, &'a [Vulnerability])>,
+) -> Vec<Observation> {
+    let mut out: Vec<(String, Observation)> = Vec::new();
+    for (person_ref, role, markers) in links {
+        if person_ref.trim().is_empty() {
+            continue;
+        }
+        let i = match out.iter().position(|(r, _)| r == person_ref) {
+            Some(i) => i,
+            None => {
+                out.push((
+                    person_ref.to_owned(),
+                    Observation {
+                        subject: keys.person(person_ref),
+                        ..base.clone()
+                    },
+                ));
+                out.len() - 1
+            }
+        };
+        let o = &mut out[i].1;
+        o.roles.push(role);
+        o.markers.extend_from_slice(markers);
+        o.roles.sort_unstable();
+        o.roles.dedup();
+        o.markers.sort_unstable();
+        o.markers.dedup();
+    }
+    out.into_iter().map(|(_, o)| o).collect()
+}

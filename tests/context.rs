@@ -1,0 +1,411 @@
+//! `bluelight context` end to end on the real broker: a repeat welfare caller, a persistently
+//! targeted victim and a place with repeated domestic incidents raise exactly the expected
+//! flags, with their counts and event ids; and two instances, one killed with kill -9 and
+//! restarted mid-way, end with the same state as one instance that ran throughout.
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use bluelight_avro::{
+    Codec,
+    records::{
+        AgencyKind, CaseEvent, CaseVictim, Code, EventType, Id, IncidentEvent, PersonLink,
+        PersonRole, SubjectCategory, Timestamp, samples,
+    },
+};
+use bluelight_consumers::context::{SubjectKeys, SubjectState};
+use bluelight_topics::testing::unique;
+use common::{Service, ensure_topics, registry_with_schemas, start_service};
+use rdkafka::{
+    Message,
+    consumer::{BaseConsumer, Consumer},
+    message::Headers,
+    producer::{FutureProducer, FutureRecord},
+};
+
+const DAY: i64 = 86_400_000;
+const SECRET: &str = "0123456789abcdef0123456789abcdef-context-test";
+
+struct Setup {
+    _registry: Service,
+    registry_url: String,
+    codec: Codec,
+    key_file: std::path::PathBuf,
+    keys: SubjectKeys,
+}
+
+async fn setup() -> Setup {
+    ensure_topics(&[
+        ("bl.incident.v1", false),
+        ("bl.case.v1", false),
+        ("state.context-contacts.v1", false),
+        ("state.context.v1", true),
+        ("dlq.context.v1", false),
+    ])
+    .await;
+    let (registry, codec) = registry_with_schemas().await;
+    let key_file = std::env::temp_dir().join(unique("context-key-"));
+    std::fs::write(&key_file, SECRET).expect("key");
+    Setup {
+        registry_url: registry.url.clone(),
+        _registry: registry,
+        codec,
+        key_file,
+        keys: SubjectKeys::new(SECRET.as_bytes()),
+    }
+}
+
+async fn start_context(s: &Setup, group: &str, instance: &str) -> Service {
+    common::start_group_at_history(&format!("{group}-route"));
+    start_service(&[
+        "context",
+        "--pseudonym-key-file",
+        s.key_file.to_str().expect("key"),
+        "--schema-registry",
+        &s.registry_url,
+        "--group",
+        group,
+        "--instance",
+        instance,
+        "--batch-ms",
+        "50",
+        "--transaction-timeout",
+        "10",
+    ])
+    .await
+}
+
+/// An incident about one person, at a place, opened `day` days after `t0`.
+#[allow(clippy::too_many_arguments)]
+fn call(
+    t0: i64,
+    day: i64,
+    kind: &str,
+    person: &str,
+    role: PersonRole,
+    uprn: &str,
+    agency: AgencyKind,
+) -> IncidentEvent {
+    let mut e = samples::incident(EventType::IncidentOpened);
+    e.envelope.event_id = Id::random();
+    e.envelope.occurred_at = Timestamp(t0 + day * DAY);
+    e.envelope.supersedes = None;
+    e.incident_id = unique("INC-");
+    e.incident_type = Some(Code::new("bl-incident-type", kind));
+    e.agencies_requested = vec![agency];
+    e.resources.clear();
+    e.people = vec![PersonLink {
+        person_ref: person.to_owned(),
+        role,
+        subject_category: SubjectCategory::Other,
+        vulnerabilities: Vec::new(),
+        identity: None,
+    }];
+    if let Some(l) = e.location.as_mut() {
+        l.uprn = Some(uprn.to_owned());
+    }
+    e
+}
+
+fn victim_case(t0: i64, day: i64, victim: &str) -> CaseEvent {
+    let mut c = samples::case(EventType::CrimeRecorded);
+    c.envelope.event_id = Id::random();
+    c.envelope.occurred_at = Timestamp(t0 + day * DAY);
+    c.envelope.supersedes = None;
+    c.case_id = unique("CASE-");
+    c.incident_id = None;
+    c.suspects.clear();
+    c.victims = vec![CaseVictim {
+        victim_ref: victim.to_owned(),
+        enhanced_rights: false,
+        enhanced_reasons: Vec::new(),
+        contact: None,
+        identity: None,
+    }];
+    c
+}
+
+enum Event {
+    Incident(Box<IncidentEvent>),
+    Case(Box<CaseEvent>),
+}
+
+async fn publish(s: &Setup, events: &[Event]) {
+    let producer: FutureProducer = common::client()
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    for e in events {
+        let (topic, key, payload) = match e {
+            Event::Incident(i) => (
+                "bl.incident.v1",
+                i.incident_id.clone(),
+                s.codec
+                    .encode("bl.incident.v1-value", i.as_ref())
+                    .expect("encode"),
+            ),
+            Event::Case(c) => (
+                "bl.case.v1",
+                c.case_id.clone(),
+                s.codec
+                    .encode("bl.case.v1-value", c.as_ref())
+                    .expect("encode"),
+            ),
+        };
+        producer
+            .send(
+                FutureRecord::to(topic).key(&key).payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("published");
+    }
+}
+
+/// The latest state of each of `subjects` that `group` wrote, once every one of them holds
+/// `contacts[subject]` contacts (or at the deadline).
+fn states(
+    group: &str,
+    want: &BTreeMap<String, usize>,
+    within: Duration,
+) -> BTreeMap<String, SubjectState> {
+    let consumer: BaseConsumer = common::client()
+        .set("group.id", unique("context-reader-"))
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("consumer");
+    consumer
+        .subscribe(&["state.context.v1"])
+        .expect("subscribe");
+    let deadline = Instant::now() + within;
+    let mut latest: BTreeMap<String, SubjectState> = BTreeMap::new();
+    while Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let ours = m
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == "bl-group").and_then(|h| h.value))
+                == Some(group.as_bytes());
+            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+            if ours && want.contains_key(&key) {
+                let state: SubjectState =
+                    serde_json::from_slice(m.payload().unwrap_or_default()).expect("state");
+                latest.insert(key, state);
+            }
+        } else if want.iter().all(|(k, n)| {
+            latest
+                .get(k)
+                .is_some_and(|s| s.history.contacts.len() == *n)
+        }) {
+            break;
+        }
+    }
+    latest
+}
+
+/// The scenario: Anna, a repeat welfare caller; Ben, a victim twice in 90 days; a house with
+/// three domestic incidents; and twenty unrelated collisions. Returns the events, the subjects
+/// with their expected contact counts, and the event ids each flag must quote.
+type Expected = (BTreeMap<String, usize>, BTreeMap<&'static str, Vec<Id>>);
+
+fn scenario(s: &Setup) -> (Vec<Event>, Expected) {
+    let t0 = Timestamp::now().0 - 70 * DAY;
+    let u = unique("");
+    let (anna, ben, house) = (format!("P-ANNA-{u}"), format!("P-BEN-{u}"), format!("9{u}"));
+    let w1 = call(
+        t0,
+        30,
+        "WELFARE",
+        &anna,
+        PersonRole::PersonOfConcern,
+        "1",
+        AgencyKind::Police,
+    );
+    let w2 = call(
+        t0,
+        39,
+        "MENTAL_HEALTH",
+        &anna,
+        PersonRole::PersonOfConcern,
+        "2",
+        AgencyKind::MentalHealth,
+    );
+    let r1 = call(
+        t0,
+        42,
+        "RTC",
+        &anna,
+        PersonRole::Witness,
+        "3",
+        AgencyKind::Police,
+    );
+    let w3 = call(
+        t0,
+        50,
+        "WELFARE",
+        &anna,
+        PersonRole::PersonOfConcern,
+        "4",
+        AgencyKind::Ambulance,
+    );
+    let a1 = call(
+        t0,
+        0,
+        "ASSAULT",
+        &ben,
+        PersonRole::Victim,
+        "5",
+        AgencyKind::Police,
+    );
+    let c1 = victim_case(t0, 60, &ben);
+    let domestic: Vec<IncidentEvent> = (0..3)
+        .map(|i| {
+            call(
+                t0,
+                10 + 20 * i,
+                "DOMESTIC_ABUSE",
+                &format!("P-D{i}-{u}"),
+                PersonRole::Victim,
+                &house,
+                AgencyKind::Police,
+            )
+        })
+        .collect();
+    let mut want = BTreeMap::new();
+    want.insert(s.keys.person(&anna), 4);
+    want.insert(s.keys.person(&ben), 2);
+    want.insert(s.keys.location(&house), 3);
+    let mut flags = BTreeMap::new();
+    flags.insert(
+        "repeat-welfare-concern",
+        vec![
+            w1.envelope.event_id,
+            w2.envelope.event_id,
+            w3.envelope.event_id,
+        ],
+    );
+    flags.insert(
+        "persistently-targeted-victim",
+        vec![a1.envelope.event_id, c1.envelope.event_id],
+    );
+    flags.insert(
+        "repeated-domestic-location",
+        domestic.iter().map(|d| d.envelope.event_id).collect(),
+    );
+    let mut events: Vec<Event> = [w1, w2, r1, w3, a1]
+        .into_iter()
+        .map(|e| Event::Incident(Box::new(e)))
+        .collect();
+    events.push(Event::Case(Box::new(c1)));
+    events.extend(domestic.into_iter().map(|e| Event::Incident(Box::new(e))));
+    for i in 0..20 {
+        let p = format!("P-N{i}-{u}");
+        want.insert(s.keys.person(&p), 1);
+        events.push(Event::Incident(Box::new(call(
+            t0,
+            i,
+            "RTC",
+            &p,
+            PersonRole::Caller,
+            &format!("8{i}{u}"),
+            AgencyKind::FireRescue,
+        ))));
+    }
+    (events, (want, flags))
+}
+
+#[allow(clippy::print_stdout)]
+#[tokio::test(flavor = "multi_thread")]
+async fn scenarios_raise_exactly_the_expected_flags_and_scale_out_agrees_with_one_instance() {
+    let s = setup().await;
+    let (events, (want, expected_flags)) = scenario(&s);
+
+    // One instance, throughout.
+    let one = unique("context-one-");
+    let single = start_context(&s, &one, "0").await;
+    // Two instances of another deployment; the second is killed mid-way and comes back.
+    let two = unique("context-two-");
+    let first = start_context(&s, &two, "0").await;
+    let mut second = start_context(&s, &two, "1").await;
+    let (a, b) = events.split_at(events.len() / 2);
+    publish(&s, a).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    second.child.kill().expect("kill -9");
+    let _ = second.child.wait();
+    println!("second instance killed after the first half");
+    publish(&s, b).await;
+    second = start_context(&s, &two, "1").await;
+
+    let by_one = states(&one, &want, Duration::from_secs(90));
+    let by_two = states(&two, &want, Duration::from_secs(90));
+    assert_eq!(
+        by_one.len(),
+        want.len(),
+        "one instance: every subject's state"
+    );
+
+    // Exactly the expected flags, each with its count and evidence, and no others.
+    let mut raised: BTreeMap<String, (u32, Vec<Id>)> = BTreeMap::new();
+    for state in by_one.values() {
+        for f in &state.summary.flags {
+            assert!(
+                raised
+                    .insert(f.rule.clone(), (f.count, f.evidence.clone()))
+                    .is_none(),
+                "{} raised for two subjects",
+                f.rule
+            );
+            println!(
+                "flag {}: {} ({} event ids)",
+                f.rule,
+                f.explanation,
+                f.evidence.len()
+            );
+        }
+    }
+    let expected: BTreeMap<String, (u32, Vec<Id>)> = expected_flags
+        .into_iter()
+        .map(|(rule, ids)| (rule.to_owned(), (ids.len() as u32, ids)))
+        .collect();
+    assert_eq!(
+        raised, expected,
+        "the flags, their counts and their evidence"
+    );
+    let anna = by_one
+        .values()
+        .find(|s| {
+            s.summary
+                .flags
+                .iter()
+                .any(|f| f.rule == "repeat-welfare-concern")
+        })
+        .expect("anna");
+    assert_eq!(
+        anna.summary.flags[0].explanation,
+        "repeat welfare concern: 3 contacts in 30 days, last by ambulance"
+    );
+
+    // Scale-out with a crash agrees with one instance, subject by subject.
+    assert_eq!(
+        by_two.len(),
+        want.len(),
+        "two instances: every subject's state"
+    );
+    for (subject, state) in &by_one {
+        assert_eq!(
+            by_two.get(subject).map(|s| (&s.history, &s.summary)),
+            Some((&state.history, &state.summary)),
+            "the same history and summary for {subject}"
+        );
+    }
+    println!(
+        "{} subjects: one instance and two (one killed and restarted) agree",
+        by_one.len()
+    );
+
+    drop((single, first, second));
+}
