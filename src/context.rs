@@ -22,7 +22,7 @@ use crate::{ops, schemas::RegistryArgs};
 /// last by ambulance", each with its evidence: counts and event ids, never narratives.
 ///
 /// Two exactly-once stages: `route` re-keys each event's observations by subject onto
-/// state.context-contacts.v1 (group <group>-route), and `fold` keeps each subject's history on
+/// repartition.context-contacts.v1 (group <group>-route), and `fold` keeps each subject's history on
 /// the compacted state.context.v1 (group <group>), rebuilt from it on start. Subjects are keyed
 /// by keyed pseudonyms (--pseudonym-key-file, the deployment's secret), never by a person
 /// reference or a UPRN. Instances with the same group share the work by subject. Records that

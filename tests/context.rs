@@ -42,7 +42,7 @@ async fn setup() -> Setup {
     ensure_topics(&[
         ("bl.incident.v1", false),
         ("bl.case.v1", false),
-        ("state.context-contacts.v1", false),
+        ("repartition.context-contacts.v1", false),
         ("state.context.v1", true),
         ("dlq.context.v1", false),
     ])

@@ -121,6 +121,7 @@ fn prometheus_scrapes_every_service_on_its_default_port() {
         ("src/ingest.rs", "bluelight-ingest"),
         ("src/project.rs", "bluelight-project"),
         ("src/victim_updates.rs", "bluelight-victim-updates"),
+        ("src/context.rs", "bluelight-context"),
         ("src/notify.rs", "bluelight-notify"),
     ] {
         let src = std::fs::read_to_string(Path::new(ROOT).join(file)).expect("source");
@@ -176,6 +177,7 @@ fn every_compose_service_command_is_one_bluelight_accepts() {
     assert_eq!(
         checked,
         [
+            "context",
             "gateway",
             "ingest",
             "notify",
@@ -264,6 +266,7 @@ fn every_kubernetes_workload_runs_a_command_bluelight_accepts_with_probes_and_li
             "Deployment/registry",
             "Job/schemas-register",
             "Job/topics-apply",
+            "StatefulSet/context",
             "StatefulSet/project",
             "StatefulSet/victim-updates",
         ]

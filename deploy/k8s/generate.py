@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes deploy/k8s/{registry,ingest,project,victim-updates,gateway,jobs}.yaml.
+"""Writes deploy/k8s/{registry,ingest,project,victim-updates,context,gateway,jobs}.yaml.
 
 One pod template for every bluelight service, so each gets the same security context (non-root,
 read-only root filesystem, no privilege escalation, every capability dropped, the runtime's
@@ -147,6 +147,18 @@ files = {
                            8084, res("100m", "128Mi", "1", "512Mi"), env=[POD_NAME])),
         service("victim-updates", 8084, headless=True),
     ],
+    # Instances share the subjects by key (6 partitions of repartition.context-contacts.v1); the pod
+    # name makes the transactional ids, as for the projector.
+    "context.yaml": [
+        workload("StatefulSet", "context", 2,
+                 container("context",
+                           ["context", "--instance=$(POD_NAME)",
+                            "--pseudonym-key-file=/etc/bluelight/secrets/pseudonym.key"],
+                           8086, res("250m", "256Mi", "2", "1Gi"), env=[POD_NAME],
+                           mounts=[mount("pseudonym", "/etc/bluelight/secrets")]),
+                 volumes=[secret_volume("pseudonym", "bluelight-pseudonym")]),
+        service("context", 8086, headless=True),
+    ],
     "gateway.yaml": [
         workload("Deployment", "gateway", 2,
                  container("gateway",
@@ -154,7 +166,8 @@ files = {
                             "--ops-target=registry=http://registry:8081",
                             "--ops-target=ingest=http://ingest:8082",
                             "--ops-target=project=http://project:8083",
-                            "--ops-target=victim-updates=http://victim-updates:8084"],
+                            "--ops-target=victim-updates=http://victim-updates:8084",
+                            "--ops-target=context=http://context:8086"],
                            8080, res("250m", "256Mi", "2", "1Gi"),
                            mounts=[mount("tokens", "/etc/bluelight/secrets"),
                                    mount("agreements", "/etc/bluelight/agreements-in-force")]),

@@ -374,6 +374,10 @@ fn check_topic(
             t.retention.span().start,
             format!("audit topics must keep records at least 365d, not {retention}"),
         ),
+        (TopicKind::Repartition { .. }, policy, _) if policy.compacts() => fail(
+            t.cleanup_policy.span().start,
+            "repartition topics are logs of one stage's output for the next and must not be compacted".into(),
+        ),
         (TopicKind::DeadLetter { .. }, policy, _) if policy.compacts() => fail(
             t.cleanup_policy.span().start,
             "dead-letter topics must not be compacted: records with the same key would be lost".into(),

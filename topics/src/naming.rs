@@ -47,6 +47,12 @@ pub enum TopicKind {
         what: String,
         major: u32,
     },
+    /// A service's own stream re-keyed for its next stage (a repartition, as in Kafka
+    /// Streams): a log with a retention, never compacted.
+    Repartition {
+        what: String,
+        major: u32,
+    },
     Registry,
 }
 
@@ -59,6 +65,7 @@ impl TopicKind {
             TopicKind::Audit { .. } => "audit",
             TopicKind::DeadLetter { .. } => "dead-letter",
             TopicKind::State { .. } => "state",
+            TopicKind::Repartition { .. } => "repartition",
             TopicKind::Registry => "registry",
         }
     }
@@ -125,6 +132,10 @@ pub fn classify(name: &str) -> Result<TopicKind, NamingError> {
             what: one("what")?,
             major,
         }),
+        "repartition" => Ok(TopicKind::Repartition {
+            what: one("what")?,
+            major,
+        }),
         "feed" => match middle {
             [entity] => Ok(TopicKind::Feed {
                 recipient: None,
@@ -141,7 +152,7 @@ pub fn classify(name: &str) -> Result<TopicKind, NamingError> {
             )),
         },
         other => Err(fail(format!(
-            "starts with {other:?}; expected one of bl, feed, audit, dlq, state (or the registry's _schemas)"
+            "starts with {other:?}; expected one of bl, feed, audit, dlq, state, repartition (or the registry's _schemas)"
         ))),
     }
 }

@@ -1,6 +1,6 @@
 //! Canonical events to observations: one per subject the event is about, each keyed by the
 //! subject's pseudonymous key, so all of a person's (or a place's) contacts meet on one
-//! partition of `state.context-contacts.v1`, whichever incidents and cases they came from.
+//! partition of `repartition.context-contacts.v1`, whichever incidents and cases they came from.
 
 use bluelight_avro::records::{AgencyKind, CaseEvent, IncidentEvent, PersonRole, Vulnerability};
 

@@ -25,7 +25,7 @@ pub const MAX_CONTACTS: usize = 200;
 /// The windows every summary counts over.
 pub const WINDOWS: [u32; 3] = [7, 30, 90];
 
-/// What one canonical event says about one subject (the `state.context-contacts.v1` record).
+/// What one canonical event says about one subject (the `repartition.context-contacts.v1` record).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Observation {
     pub subject: String,

@@ -67,7 +67,7 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     Metrics {
     observations: register_int_counter_vec!(
         "bluelight_context_observations_total",
-        "Observations of a person or a place routed to state.context-contacts.v1, by subject kind.",
+        "Observations of a person or a place routed to repartition.context-contacts.v1, by subject kind.",
         &["kind"]
     )
     .expect("metric"),
@@ -94,7 +94,7 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     )
     .expect("metric"),
     route: tx("route", "bl.incident.v1 and bl.case.v1"),
-    fold: tx("fold", "state.context-contacts.v1"),
+    fold: tx("fold", "repartition.context-contacts.v1"),
 }
 });
 

@@ -3,9 +3,9 @@
 //!
 //! - `route.rs`: `bl.incident.v1` and `bl.case.v1` (keyed by incident and case) in; one
 //!   [`Observation`](super::Observation) per person and place out, on
-//!   `state.context-contacts.v1`, keyed by the subject's pseudonymous key: a repartition, so all
+//!   `repartition.context-contacts.v1`, keyed by the subject's pseudonymous key: a repartition, so all
 //!   of one person's contacts meet on one partition whichever incidents they came from;
-//! - `fold.rs`: `state.context-contacts.v1` in; each subject's [`History`](super::History) and
+//! - `fold.rs`: `repartition.context-contacts.v1` in; each subject's [`History`](super::History) and
 //!   its summary as of its newest contact out, on the compacted `state.context.v1`, keyed the
 //!   same way. Histories are rebuilt from that topic on start and follow other instances'
 //!   writes, so a restart or a rebalance carries on where the last owner committed;
@@ -31,7 +31,7 @@ use crate::{Error, Result, context::Rules, eos::EosConfig};
 
 pub const INCIDENT_TOPIC: &str = "bl.incident.v1";
 pub const CASE_TOPIC: &str = "bl.case.v1";
-pub const CONTACTS_TOPIC: &str = "state.context-contacts.v1";
+pub const CONTACTS_TOPIC: &str = "repartition.context-contacts.v1";
 pub const STATE_TOPIC: &str = "state.context.v1";
 pub const DLQ_TOPIC: &str = "dlq.context.v1";
 
