@@ -39,6 +39,8 @@ pub struct Follower {
     partitions: Vec<i32>,
     /// Bounds start-up reading and catching up.
     timeout: Duration,
+    /// When a read error was last logged.
+    error_logged: std::sync::Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Follower {
@@ -119,6 +121,7 @@ impl Follower {
             topic: topic.to_owned(),
             partitions,
             timeout,
+            error_logged: std::sync::Mutex::new(None),
         })
     }
 
@@ -137,7 +140,15 @@ impl Follower {
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
                 Some(Err(e)) => {
-                    tracing::warn!(error = %e, "following {}", self.topic);
+                    // Repeats while the brokers are away: logged at most every 5 s.
+                    let mut last = self
+                        .error_logged
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                        tracing::warn!(error = %e, "following {}", self.topic);
+                        *last = Some(Instant::now());
+                    }
                     break;
                 }
                 None => break,

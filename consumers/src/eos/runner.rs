@@ -74,6 +74,8 @@ pub struct Runner {
     /// projecting and committing counts towards the window and events that queued meanwhile
     /// are not held back a further `batch_time`.
     polled: Instant,
+    /// When a consumer error was last logged.
+    consumer_error_logged: std::sync::Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -101,6 +103,7 @@ impl Runner {
             consumer,
             metrics,
             polled: Instant::now(),
+            consumer_error_logged: std::sync::Mutex::new(None),
             fenced: Vec::new(),
         })
     }
@@ -201,7 +204,20 @@ impl Runner {
                 None => break,
                 Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => return Err(e),
                 Some(Err(e)) => {
-                    tracing::warn!(error = %e, "consumer");
+                    // While the brokers are away every poll fails at once: say so every few
+                    // seconds, not thousands of times a second, and wait out the window.
+                    let mut last = self
+                        .consumer_error_logged
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if last.is_none_or(|t| t.elapsed() >= CONSUMER_ERROR_EVERY) {
+                        tracing::warn!(error = %e, "consumer");
+                        *last = Some(Instant::now());
+                    }
+                    drop(last);
+                    std::thread::sleep(
+                        left.clamp(Duration::from_millis(50), Duration::from_millis(500)),
+                    );
                     break;
                 }
                 Some(Ok(m)) => {
@@ -512,6 +528,9 @@ enum Aborted {
 
 /// More fencings than this in a minute means a twin instance, not a broker that came back.
 const TWIN_FENCES: usize = 5;
+
+/// A consumer error that repeats (all brokers down) is logged at most this often.
+const CONSUMER_ERROR_EVERY: Duration = Duration::from_secs(5);
 
 /// The headers every dead letter carries: why, and where the record came from.
 pub fn dead_letter_headers(
