@@ -2,7 +2,9 @@
 //! subject's pseudonymous key, so all of a person's (or a place's) contacts meet on one
 //! partition of `repartition.context-contacts.v1`, whichever incidents and cases they came from.
 
-use bluelight_avro::records::{AgencyKind, CaseEvent, IncidentEvent, PersonRole, Vulnerability};
+use bluelight_avro::records::{
+    AgencyKind, CaseEvent, Envelope, IncidentEvent, PersonRole, Vulnerability,
+};
 
 use super::{history::Observation, rules::SubjectKind};
 use crate::project::transform::Pseudonymiser;
@@ -45,17 +47,9 @@ pub fn incident(keys: &SubjectKeys, e: &IncidentEvent) -> Vec<Observation> {
     agencies.sort_unstable();
     agencies.dedup();
     let base = Observation {
-        subject: String::new(),
-        kind: SubjectKind::Person,
-        reference: format!("incident/{}", e.incident_id),
-        event_id: e.envelope.event_id,
-        event_type: e.envelope.event_type,
-        at: e.envelope.occurred_at.0,
         incident_type: e.incident_type.as_ref().map(|c| c.code.clone()),
         agencies,
-        org: e.envelope.source_org.clone(),
-        roles: Vec::new(),
-        markers: Vec::new(),
+        ..observation(format!("incident/{}", e.incident_id), &e.envelope)
     };
     let mut out = people(
         keys,
@@ -81,19 +75,7 @@ pub fn incident(keys: &SubjectKeys, e: &IncidentEvent) -> Vec<Observation> {
 
 /// What a case event says about its victims and suspects.
 pub fn case(keys: &SubjectKeys, e: &CaseEvent) -> Vec<Observation> {
-    let base = Observation {
-        subject: String::new(),
-        kind: SubjectKind::Person,
-        reference: format!("case/{}", e.case_id),
-        event_id: e.envelope.event_id,
-        event_type: e.envelope.event_type,
-        at: e.envelope.occurred_at.0,
-        incident_type: None,
-        agencies: Vec::new(),
-        org: e.envelope.source_org.clone(),
-        roles: Vec::new(),
-        markers: Vec::new(),
-    };
+    let base = observation(format!("case/{}", e.case_id), &e.envelope);
     let victims = e
         .victims
         .iter()
@@ -103,6 +85,23 @@ pub fn case(keys: &SubjectKeys, e: &CaseEvent) -> Vec<Observation> {
         .iter()
         .map(|p| (p.person_ref.as_str(), p.role, p.vulnerabilities.as_slice()));
     people(keys, &base, victims.chain(suspects))
+}
+
+/// An observation of the contact `reference` from the event's envelope, about nobody yet.
+fn observation(reference: String, env: &Envelope) -> Observation {
+    Observation {
+        subject: String::new(),
+        kind: SubjectKind::Person,
+        reference,
+        event_id: env.event_id,
+        event_type: env.event_type,
+        at: env.occurred_at.0,
+        incident_type: None,
+        agencies: Vec::new(),
+        org: env.source_org.clone(),
+        roles: Vec::new(),
+        markers: Vec::new(),
+    }
 }
 
 /// One observation per person (a person linked twice, say as victim and witness, once with both
