@@ -347,6 +347,13 @@ pub fn restart_broker() -> Duration {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // BLUELIGHT_TEST_BROKER_DOWN_S keeps it down longer (a slow restart, as in a full run).
+    if let Some(s) = std::env::var("BLUELIGHT_TEST_BROKER_DOWN_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        std::thread::sleep(Duration::from_secs(s));
+    }
     let command = std::fs::read(dir.join("command")).expect("command");
     let argv: Vec<String> = command
         .split(|b| *b == 0)

@@ -85,9 +85,13 @@ pub async fn start_projector_as(s: &Setup, group: &str, instance: &str) -> Servi
 
 /// The projector's arguments for the setup, one instance of `group` (no `--listen`).
 pub fn projector_args(s: &Setup, group: &str, instance: &str) -> Vec<String> {
+    // BLUELIGHT_TEST_PROJECT_LOG (e.g. "debug,rdkafka=info") to see what a failing test's
+    // projectors did.
+    let log = std::env::var("BLUELIGHT_TEST_PROJECT_LOG")
+        .unwrap_or_else(|_| "info,rdkafka=warn".to_owned());
     [
         "--log",
-        "info,rdkafka=warn",
+        &log,
         "project",
         "--instance",
         instance,
