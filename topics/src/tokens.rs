@@ -180,6 +180,11 @@ impl RateLimits {
         }
     }
 
+    /// `Retry-After` in whole seconds for a wait [`RateLimits::admit`] gave: rounded up, at least 1.
+    pub fn retry_after_secs(wait: Duration) -> u32 {
+        wait.as_secs_f64().ceil().max(1.0) as u32
+    }
+
     /// Takes one request from entry `i`'s allowance; when there is none, how long until there
     /// is (for `Retry-After`).
     pub fn admit(&self, i: usize) -> Result<(), Duration> {

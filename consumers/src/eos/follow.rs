@@ -16,7 +16,7 @@ use rdkafka::{
     types::RDKafkaErrorCode,
 };
 
-use super::kafka;
+use super::{ERROR_LOG_EVERY, Throttle, kafka};
 use crate::{Error, Result};
 
 /// Reaching the end of a partition is how the follower knows it has caught up, and librdkafka
@@ -39,8 +39,8 @@ pub struct Follower {
     partitions: Vec<i32>,
     /// Bounds start-up reading and catching up.
     timeout: Duration,
-    /// When a read error was last logged.
-    error_logged: std::sync::Mutex<Option<Instant>>,
+    /// Paces the warning for a read error that repeats.
+    errors: Throttle,
 }
 
 impl std::fmt::Debug for Follower {
@@ -121,7 +121,7 @@ impl Follower {
             topic: topic.to_owned(),
             partitions,
             timeout,
-            error_logged: std::sync::Mutex::new(None),
+            errors: Throttle::new(ERROR_LOG_EVERY),
         })
     }
 
@@ -140,14 +140,8 @@ impl Follower {
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
                 Some(Err(e)) => {
-                    // Repeats while the brokers are away: logged at most every 5 s.
-                    let mut last = self
-                        .error_logged
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                    if self.errors.ready() {
                         tracing::warn!(error = %e, "following {}", self.topic);
-                        *last = Some(Instant::now());
                     }
                     break;
                 }

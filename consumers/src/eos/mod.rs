@@ -154,6 +154,39 @@ pub fn retry_until<T>(
     }
 }
 
+/// How often a repeating consumer or follower error is logged.
+pub(crate) const ERROR_LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// Lets a warning that repeats (every poll while the brokers are away) through at most once per
+/// period, so the log says it every few seconds rather than thousands of times a second.
+#[derive(Debug)]
+pub(crate) struct Throttle {
+    every: Duration,
+    last: Mutex<Option<Instant>>,
+}
+
+impl Throttle {
+    pub(crate) const fn new(every: Duration) -> Self {
+        Throttle {
+            every,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// Whether to log now; if so, the period starts again.
+    pub(crate) fn ready(&self) -> bool {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ready = last.is_none_or(|t| t.elapsed() >= self.every);
+        if ready {
+            *last = Some(Instant::now());
+        }
+        ready
+    }
+}
+
 /// Waits up to `total`, returning early when `stop` is set.
 pub fn backoff(stop: &AtomicBool, total: Duration) {
     let until = Instant::now() + total;

@@ -15,7 +15,10 @@ use rdkafka::{
     producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer},
 };
 
-use super::{Delivery, EosConfig, EosContext, Status, TxMetrics, backoff, kafka, retry_until};
+use super::{
+    Delivery, ERROR_LOG_EVERY, EosConfig, EosContext, Status, Throttle, TxMetrics, backoff, kafka,
+    retry_until,
+};
 use crate::{Error, Result};
 
 /// Threaded: delivery reports are served in the background, which commit and abort need.
@@ -74,8 +77,8 @@ pub struct Runner {
     /// projecting and committing counts towards the window and events that queued meanwhile
     /// are not held back a further `batch_time`.
     polled: Instant,
-    /// When a consumer error was last logged.
-    consumer_error_logged: std::sync::Mutex<Option<Instant>>,
+    /// Paces the warning for a consumer error that repeats.
+    consumer_errors: Throttle,
 }
 
 impl std::fmt::Debug for Runner {
@@ -103,7 +106,7 @@ impl Runner {
             consumer,
             metrics,
             polled: Instant::now(),
-            consumer_error_logged: std::sync::Mutex::new(None),
+            consumer_errors: Throttle::new(ERROR_LOG_EVERY),
             fenced: Vec::new(),
         })
     }
@@ -206,15 +209,9 @@ impl Runner {
                 Some(Err(e)) => {
                     // While the brokers are away every poll fails at once: say so every few
                     // seconds, not thousands of times a second, and wait out the window.
-                    let mut last = self
-                        .consumer_error_logged
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    if last.is_none_or(|t| t.elapsed() >= CONSUMER_ERROR_EVERY) {
+                    if self.consumer_errors.ready() {
                         tracing::warn!(error = %e, "consumer");
-                        *last = Some(Instant::now());
                     }
-                    drop(last);
                     std::thread::sleep(
                         left.clamp(Duration::from_millis(50), Duration::from_millis(500)),
                     );
@@ -528,9 +525,6 @@ enum Aborted {
 
 /// More fencings than this in a minute means a twin instance, not a broker that came back.
 const TWIN_FENCES: usize = 5;
-
-/// A consumer error that repeats (all brokers down) is logged at most this often.
-const CONSUMER_ERROR_EVERY: Duration = Duration::from_secs(5);
 
 /// The headers every dead letter carries: why, and where the record came from.
 pub fn dead_letter_headers(

@@ -223,7 +223,7 @@ fn authenticate<'g>(
                         StatusCode::TOO_MANY_REQUESTS,
                         "this token is over its request rate; retry after the time given",
                     );
-                    let secs = wait.as_secs_f64().ceil().max(1.0) as u32;
+                    let secs = RateLimits::retry_after_secs(wait);
                     r.headers_mut().insert(header::RETRY_AFTER, secs.into());
                     Err(r)
                 }

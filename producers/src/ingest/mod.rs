@@ -163,7 +163,7 @@ async fn submit(
                 "source {:?} is over its request rate; retry after the time given",
                 source.name
             ),
-            Some(wait.as_secs_f64().ceil().max(1.0) as u32),
+            Some(RateLimits::retry_after_secs(wait)),
         );
     }
     if source.name != name {
