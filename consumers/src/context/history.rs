@@ -83,7 +83,6 @@ fn merge<T: Ord + Copy>(into: &mut Vec<T>, from: &[T]) {
 impl History {
     /// Applies one observation; returns whether anything changed (a repeat changes nothing).
     pub fn observe(&mut self, o: &Observation) -> bool {
-        let before = self.clone();
         let retracted = matches!(
             o.event_type,
             EventType::IncidentRetracted | EventType::CaseRetracted
@@ -92,13 +91,35 @@ impl History {
             .contacts
             .iter()
             .position(|c| c.reference == o.reference);
+        let mut changed = false;
         match (found, retracted) {
             (Some(i), true) => {
                 self.contacts.remove(i);
+                changed = true;
             }
             (None, true) => {}
-            (Some(i), false) => {
+            (found, false) => {
+                let i = match found {
+                    Some(i) => i,
+                    None => {
+                        self.contacts.push(Contact {
+                            reference: o.reference.clone(),
+                            event_id: o.event_id,
+                            at: o.at,
+                            last_at: o.at,
+                            incident_type: None,
+                            agencies: Vec::new(),
+                            org: o.org.clone(),
+                            roles: Vec::new(),
+                            markers: Vec::new(),
+                            open_case: o.reference.starts_with("case/"),
+                        });
+                        changed = true;
+                        self.contacts.len() - 1
+                    }
+                };
                 let c = &mut self.contacts[i];
+                let before = c.clone();
                 if (o.at, o.event_id) < (c.at, c.event_id) {
                     c.at = o.at;
                     c.event_id = o.event_id;
@@ -113,37 +134,23 @@ impl History {
                 merge(&mut c.agencies, &o.agencies);
                 merge(&mut c.roles, &o.roles);
                 merge(&mut c.markers, &o.markers);
-            }
-            (None, false) => {
-                let mut c = Contact {
-                    reference: o.reference.clone(),
-                    event_id: o.event_id,
-                    at: o.at,
-                    last_at: o.at,
-                    incident_type: o.incident_type.clone(),
-                    agencies: Vec::new(),
-                    org: o.org.clone(),
-                    roles: Vec::new(),
-                    markers: Vec::new(),
-                    open_case: o.reference.starts_with("case/")
-                        && o.event_type != EventType::CaseClosed,
-                };
-                merge(&mut c.agencies, &o.agencies);
-                merge(&mut c.roles, &o.roles);
-                merge(&mut c.markers, &o.markers);
-                self.contacts.push(c);
+                changed |= *c != before;
             }
         }
-        self.contacts
-            .sort_by(|a, b| (a.at, &a.reference).cmp(&(b.at, &b.reference)));
+        if changed {
+            self.contacts
+                .sort_by(|a, b| (a.at, &a.reference).cmp(&(b.at, &b.reference)));
+        }
+        changed |= o.at > self.newest;
         self.newest = self.newest.max(o.at);
         let horizon = self.newest - i64::from(KEEP_DAYS) * DAY_MS;
+        let kept = self.contacts.len();
         self.contacts.retain(|c| c.last_at >= horizon);
         if self.contacts.len() > MAX_CONTACTS {
             let drop = self.contacts.len() - MAX_CONTACTS;
             self.contacts.drain(..drop);
         }
-        *self != before
+        changed || self.contacts.len() != kept
     }
 
     /// What the history says as of `as_of` (ms), counting only contacts begun by then.

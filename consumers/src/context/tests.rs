@@ -119,6 +119,14 @@ fn a_repeat_welfare_caller_is_flagged_with_counts_and_event_ids() {
     ];
     let histories = fold(calls.iter().flat_map(|c| extract::incident(&k, c)));
     let anna = &histories[&k.person("P-ANNA")];
+    // An observation seen before changes nothing (so nothing is written again).
+    let mut again = anna.clone();
+    for o in extract::incident(&k, &calls[1]) {
+        if o.subject == k.person("P-ANNA") {
+            assert!(!again.observe(&o), "a repeat is not a change");
+        }
+    }
+    assert_eq!(&again, anna);
     assert_eq!(anna.contacts.len(), 4, "four incidents, five events");
     let s = anna.summarise(SubjectKind::Person, &rules(), T0 + 22 * DAY_MS);
     assert_eq!(s.flags.len(), 1, "{:?}", s.flags);
