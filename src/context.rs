@@ -96,10 +96,7 @@ impl ContextCommand {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let rules = match &self.rules {
             Some(path) => Rules::load(path)?,
-            None => Rules::parse(
-                include_str!("../consumers/context-rules.toml"),
-                "consumers/context-rules.toml (shipped)",
-            )?,
+            None => Rules::shipped()?,
         };
         let secret = crate::project::pseudonym_key(&self.pseudonym_key_file)?;
         let codec = Arc::new(self.registry.codec()?);

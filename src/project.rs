@@ -4,7 +4,10 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
-use bluelight_consumers::project::service::{self, ProjectConfig};
+use bluelight_consumers::{
+    context::Rules,
+    project::service::{self, ProjectConfig},
+};
 use bluelight_topics::KafkaArgs;
 use clap::Args;
 
@@ -128,6 +131,28 @@ pub struct ProjectCommand {
     )]
     delivery: String,
 
+    /// The context service's flag rules, for the context blocks of agreements with a
+    /// [[context]] clause: give the file `bluelight context --rules` has, so feeds carry the
+    /// flags it raises. The shipped consumers/context-rules.toml when not given.
+    #[arg(long, env = "BLUELIGHT_CONTEXT_RULES", value_name = "FILE")]
+    context_rules: Option<PathBuf>,
+
+    /// The context service's consumer group: its records on state.context.v1 are the histories
+    /// context blocks are drawn from (read only when an agreement has a [[context]] clause).
+    #[arg(
+        long,
+        env = "BLUELIGHT_CONTEXT_GROUP",
+        default_value = "bluelight-context",
+        value_name = "NAME"
+    )]
+    context_group: String,
+
+    /// Most subjects' histories held for context blocks; past it the least recently seen leave
+    /// memory (a block about them then shows only the incident in hand).
+    #[arg(long, env = "BLUELIGHT_PROJECT_CONTEXT_MAX_SUBJECTS", default_value = "200000", value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..))]
+    context_max_subjects: u32,
+
     #[command(flatten)]
     registry: RegistryArgs,
 
@@ -153,6 +178,12 @@ impl ProjectCommand {
             .delivery
             .parse()
             .map_err(|e: String| anyhow::anyhow!(e))?;
+        cfg.context.rules = Arc::new(match &self.context_rules {
+            Some(path) => Rules::load(path)?,
+            None => Rules::shipped()?,
+        });
+        cfg.context.group = self.context_group;
+        cfg.context.max_subjects = self.context_max_subjects as usize;
 
         ops::serve_worker(
             self.listen,

@@ -92,6 +92,7 @@ impl IncidentEvent {
             people: Vec::new(),
             summary: None,
             closure: None,
+            context: None,
         }
     }
 }

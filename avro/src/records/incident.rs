@@ -3,7 +3,10 @@
 use apache_avro::AvroSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{AgencyKind, Code, Envelope, Location, PersonLink, Timestamp};
+use super::{
+    common::{AgencyKind, Code, Envelope, Location, PersonLink, Timestamp},
+    context::ContextBlock,
+};
 
 /// Call grading: how fast the response must be.
 #[derive(
@@ -161,4 +164,9 @@ pub struct IncidentEvent {
     pub summary: Option<String>,
     /// Why it was closed (scheme "bl-closure"), on close events.
     pub closure: Option<Code>,
+    /// Feeds only: the people and place in the light of earlier contacts, set by bluelight's
+    /// projector under an agreement's `[[context]]` clause. Sources leave it empty; whatever a
+    /// source sends here is never carried.
+    #[serde(default)]
+    pub context: Option<ContextBlock>,
 }

@@ -4,6 +4,7 @@
 mod build;
 mod case;
 mod common;
+mod context;
 mod incident;
 mod outputs;
 pub mod samples;
@@ -14,6 +15,10 @@ pub use common::{
     AgencyKind, Classification, Code, Date, DisclosureRef, Envelope, EventRef, EventType, Id,
     Location, PersonIdentity, PersonLink, PersonRole, SecurityMarking, SubjectCategory, Timestamp,
     Vulnerability,
+};
+pub use context::{
+    ContextBlock, ContextCount, ContextFlag, ContextLastContact, ContextSubject,
+    ContextSubjectKind, ContextWindow,
 };
 pub use incident::{
     CasualtyCounts, IncidentEvent, IncidentStatus, LocalReference, Methane, Priority, Resource,

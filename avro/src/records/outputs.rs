@@ -155,6 +155,14 @@ pub struct Disclosure {
     #[serde(default)]
     #[avro(default = "[]")]
     pub fields_withheld: Vec<String>,
+    /// The agreement's context clause, when the copy carried a `context` block.
+    #[serde(default)]
+    pub context_clause_id: Option<String>,
+    /// The event ids the context block's flags cite: which other contacts the recipient was
+    /// told of.
+    #[serde(default)]
+    #[avro(default = "[]")]
+    pub context_evidence: Vec<Id>,
 }
 
 /// What a person did with shared data through the gateway.

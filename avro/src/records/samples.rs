@@ -106,6 +106,7 @@ pub fn incident(event_type: EventType) -> IncidentEvent {
         ],
         summary: Some("two-vehicle collision, one trapped".into()),
         closure: Some(Code::new("bl-closure", "RESOLVED")),
+        context: None,
         ..IncidentEvent::new(
             envelope(event_type, "cad"),
             "INC-20261122-0001",
@@ -254,6 +255,8 @@ pub fn disclosure() -> Disclosure {
             transform: "pseudonymise".into(),
         }],
         fields_withheld: vec!["summary".into()],
+        context_clause_id: None,
+        context_evidence: Vec::new(),
     }
 }
 

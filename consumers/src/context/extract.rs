@@ -38,6 +38,15 @@ impl SubjectKeys {
 
 /// What an incident event says about its people and its place.
 pub fn incident(keys: &SubjectKeys, e: &IncidentEvent) -> Vec<Observation> {
+    incident_with_refs(keys, e)
+        .into_iter()
+        .map(|(_, o)| o)
+        .collect()
+}
+
+/// [`incident`], each observation with the person reference or UPRN it is about (the projector
+/// sends these, pseudonymised per agreement, in context blocks).
+pub fn incident_with_refs(keys: &SubjectKeys, e: &IncidentEvent) -> Vec<(String, Observation)> {
     let mut agencies: Vec<AgencyKind> = e
         .agencies_requested
         .iter()
@@ -64,11 +73,14 @@ pub fn incident(keys: &SubjectKeys, e: &IncidentEvent) -> Vec<Observation> {
         .and_then(|l| l.uprn.as_deref())
         .filter(|u| !u.trim().is_empty())
     {
-        out.push(Observation {
-            subject: keys.location(uprn),
-            kind: SubjectKind::Location,
-            ..base
-        });
+        out.push((
+            uprn.trim().to_owned(),
+            Observation {
+                subject: keys.location(uprn),
+                kind: SubjectKind::Location,
+                ..base
+            },
+        ));
     }
     out
 }
@@ -85,6 +97,9 @@ pub fn case(keys: &SubjectKeys, e: &CaseEvent) -> Vec<Observation> {
         .iter()
         .map(|p| (p.person_ref.as_str(), p.role, p.vulnerabilities.as_slice()));
     people(keys, &base, victims.chain(suspects))
+        .into_iter()
+        .map(|(_, o)| o)
+        .collect()
 }
 
 /// An observation of the contact `reference` from the event's envelope, about nobody yet.
@@ -105,12 +120,12 @@ fn observation(reference: String, env: &Envelope) -> Observation {
 }
 
 /// One observation per person (a person linked twice, say as victim and witness, once with both
-/// roles), in the order they first appear.
+/// roles), in the order they first appear, each with the person reference.
 fn people<'a>(
     keys: &SubjectKeys,
     base: &Observation,
     links: impl Iterator<Item = (&'a str, PersonRole, &'a [Vulnerability])>,
-) -> Vec<Observation> {
+) -> Vec<(String, Observation)> {
     let mut out: Vec<(String, Observation)> = Vec::new();
     for (person_ref, role, markers) in links {
         if person_ref.trim().is_empty() {
@@ -137,5 +152,5 @@ fn people<'a>(
         o.markers.sort_unstable();
         o.markers.dedup();
     }
-    out.into_iter().map(|(_, o)| o).collect()
+    out
 }

@@ -53,6 +53,14 @@ impl Rules {
         Self::parse(&text, &path.display().to_string())
     }
 
+    /// The rules shipped in `consumers/context-rules.toml`, for services given no `--rules`.
+    pub fn shipped() -> Result<Self> {
+        Self::parse(
+            include_str!("../../context-rules.toml"),
+            "consumers/context-rules.toml (shipped)",
+        )
+    }
+
     pub fn parse(text: &str, file: &str) -> Result<Self> {
         let parsed: File =
             toml::from_str(text).map_err(|e| Error::Config(format!("{file}: {e}")))?;

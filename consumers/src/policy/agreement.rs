@@ -25,9 +25,14 @@
 //! "location.postcode" = "keep"
 //! "people.person_ref" = "pseudonymise"
 //! "location.latitude" = "generalise:grid-1km"
+//!
+//! [[context]]                                           # optional: see `ContextClause`
+//! id = "repeat-demand"
+//! about = ["person"]
+//! share = ["flags"]
 //! ```
 
-use bluelight_avro::records::{Classification, EventType};
+use bluelight_avro::records::{Classification, EventType, PersonRole};
 
 use super::fields::Entity;
 
@@ -46,6 +51,8 @@ pub struct Agreement {
     pub review_date: jiff::civil::Date,
     pub ceiling: Classification,
     pub clauses: Vec<Clause>,
+    /// Whether, and how, its incident records carry a context block.
+    pub context: Option<ContextClause>,
     /// The file it came from, for messages and `explain`.
     pub file: String,
 }
@@ -159,3 +166,88 @@ impl Transform {
 }
 
 pub(crate) const TRANSFORMS: &str = "keep, redact, pseudonymise, generalise:postcode-sector, generalise:grid-1km, generalise:age-band, generalise:hour";
+
+/// A context clause: the recipient's incident records carry a `context` block, showing the
+/// people and the place in the light of earlier contacts across agencies. Without one, no
+/// record ever carries a block (default deny).
+///
+/// ```toml
+/// [[context]]
+/// id = "repeat-demand"
+/// about = ["person", "location"]          # the incident's people, its place (by UPRN)
+/// roles = ["VICTIM", "PERSON_OF_CONCERN"] # optional: people in these roles only
+/// share = ["flags", "counts"]             # and "open_cases", "markers", "last_contact"
+/// identity = "pseudonymise"               # the default; "keep" sends references as held
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextClause {
+    pub id: String,
+    pub people: bool,
+    /// People in these roles only; empty means every role.
+    pub roles: Vec<PersonRole>,
+    pub location: bool,
+    /// What of each subject's context is sent, in [`ContextPart`] order; the rest is withheld.
+    pub share: Vec<ContextPart>,
+    /// How person references and UPRNs are sent: [`Transform::Pseudonymise`] (the same
+    /// pseudonym as the agreement's `people.person_ref`) or [`Transform::Keep`].
+    pub identity: Transform,
+}
+
+impl ContextClause {
+    pub fn shares(&self, part: ContextPart) -> bool {
+        self.share.contains(&part)
+    }
+
+    /// Whether a person in any of `roles` is a subject of this clause.
+    pub fn covers(&self, roles: &[PersonRole]) -> bool {
+        self.people && (self.roles.is_empty() || roles.iter().any(|r| self.roles.contains(r)))
+    }
+}
+
+/// A part of a subject's context a clause may share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ContextPart {
+    /// Rules that hold, with their counts and evidence event ids.
+    Flags,
+    /// Contacts in the last 7, 30 and 90 days, by agency and incident type.
+    Counts,
+    OpenCases,
+    /// Vulnerability markers recorded in the window.
+    Markers,
+    LastContact,
+}
+
+impl ContextPart {
+    pub const ALL: [ContextPart; 5] = [
+        ContextPart::Flags,
+        ContextPart::Counts,
+        ContextPart::OpenCases,
+        ContextPart::Markers,
+        ContextPart::LastContact,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ContextPart::Flags => "flags",
+            ContextPart::Counts => "counts",
+            ContextPart::OpenCases => "open_cases",
+            ContextPart::Markers => "markers",
+            ContextPart::LastContact => "last_contact",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        ContextPart::ALL.into_iter().find(|p| p.name() == s)
+    }
+
+    /// The field of `context.subjects` it fills, as audit records name it.
+    pub fn field(self) -> &'static str {
+        match self {
+            ContextPart::Flags => "context.subjects.flags",
+            ContextPart::Counts => "context.subjects.windows",
+            ContextPart::OpenCases => "context.subjects.open_cases",
+            ContextPart::Markers => "context.subjects.markers",
+            ContextPart::LastContact => "context.subjects.last_contact",
+        }
+    }
+}

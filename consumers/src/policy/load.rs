@@ -13,6 +13,8 @@ use super::{
 };
 use crate::{Error, Problem, Result};
 
+mod context;
+
 /// Every agreement of a directory, checked together.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
@@ -38,6 +40,8 @@ struct Raw {
     recipient: Spanned<RawRecipient>,
     #[serde(default)]
     clause: Vec<Spanned<RawClause>>,
+    #[serde(default)]
+    context: Vec<Spanned<context::RawContext>>,
 }
 
 #[derive(Deserialize)]
@@ -338,6 +342,16 @@ fn check(
         for (spanned_path, transform) in c.fields.get_ref() {
             let at = spanned_path.span().start;
             let path = spanned_path.get_ref();
+            if path == "context" || path.starts_with("context.") {
+                count(
+                    at,
+                    format!(
+                        "clause {}: {path}: the context block is shared by a [[context]] clause, not by fields",
+                        c.id
+                    ),
+                );
+                continue;
+            }
             let Some(info) = known.get(path) else {
                 count(
                     at,
@@ -417,6 +431,7 @@ fn check(
     if raw.clause.is_empty() {
         count(0, "has no [[clause]]: nothing would be shared".into());
     }
+    let context = context::check(&raw.context, &feeds, &clauses, &mut count);
     if before.get() > 0 {
         return None;
     }
@@ -436,6 +451,7 @@ fn check(
         review_date: review_date?,
         ceiling: ceiling?,
         clauses,
+        context,
         file: file.to_owned(),
     })
 }

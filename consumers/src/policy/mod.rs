@@ -11,6 +11,8 @@ mod agreement;
 pub mod fields;
 mod load;
 
-pub use agreement::{Agreement, Clause, FieldRule, Generalisation, Recipient, Transform};
+pub use agreement::{
+    Agreement, Clause, ContextClause, ContextPart, FieldRule, Generalisation, Recipient, Transform,
+};
 pub use fields::Entity;
 pub use load::{Policy, load_dir, load_str};

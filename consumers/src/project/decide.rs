@@ -11,6 +11,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
+    context::{self, Block, ContextSource, NoContext},
     event::Event,
     plan::{CARRIED, Plan},
     receipts::Receipt,
@@ -18,11 +19,21 @@ use super::{
 };
 use crate::{
     Error, Result,
+    context::{Rules, SubjectKeys},
     policy::{Agreement, Entity, Policy, Transform, fields::Kind},
 };
 
+/// An audit record's field lists: disclosed, transformed, withheld.
+type Lists = (Vec<String>, Vec<FieldTransform>, Vec<String>);
+
 /// Disclosure and notice ids are UUIDv5 of what they are about, so a replay after a crash gives
 /// the same ids and the audit trail never shows one disclosure under two names.
+/// Blocks summarised without rules carry counts but no flags.
+static NO_RULES: Rules = Rules {
+    rules: Vec::new(),
+    version: String::new(),
+};
+
 const DISCLOSURE_NAMESPACE: Uuid = Uuid::from_u128(0x6c1f_7f0e_5a2b_4d3c_9e8f_0a1b_2c3d_4e5f);
 
 /// What one agreement decides for one event.
@@ -81,6 +92,8 @@ pub struct Encoded {
     pub agreement: usize,
     pub clause: usize,
     pub source_event_id: Id,
+    /// Whether the copy carries a context block.
+    pub context: bool,
 }
 
 /// A `Disclosure` borrowed from what it is made of, written with the same fields in the same
@@ -106,6 +119,8 @@ struct AuditView<'a> {
     fields_disclosed: &'a [String],
     fields_transformed: &'a [FieldTransform],
     fields_withheld: &'a [String],
+    context_clause_id: Option<&'a str>,
+    context_evidence: &'a [Id],
 }
 
 fn receipt(topic: &str, key: &str, audit: &Disclosure) -> Receipt {
@@ -166,6 +181,13 @@ pub struct Projector {
     /// CEL's standard library, built once (about 46 µs); each event gets an inner scope.
     root: cel::Context<'static, 'static>,
     disclosed_by: String,
+    /// The context service's subject keys (from the same secret), to look histories up by.
+    keys: SubjectKeys,
+    /// The flag rules blocks are summarised with; without them blocks carry no flags.
+    rules: Option<Arc<Rules>>,
+    /// Per agreement and clause, the field lists of a copy that carries a context block (for
+    /// agreements with a context clause).
+    with_context: Vec<Vec<Option<Lists>>>,
 }
 
 impl std::fmt::Debug for Projector {
@@ -184,9 +206,21 @@ impl Projector {
         let mut vars: HashMap<Entity, Vec<(String, bool)>> = HashMap::new();
         let mut plans = Vec::new();
         let mut pseudonymisers = Vec::new();
+        let mut with_context = Vec::new();
         for (i, a) in policy.agreements.iter().enumerate() {
             pseudonymisers.push(Pseudonymiser::new(secret, &a.id));
-            plans.push(a.clauses.iter().map(|c| Plan::new(c.entity, c)).collect());
+            let compiled: Vec<Plan> = a.clauses.iter().map(|c| Plan::new(c.entity, c)).collect();
+            with_context.push(
+                compiled
+                    .iter()
+                    .map(|plan| {
+                        a.context.as_ref().map(|c| {
+                            context::lists(c, (&plan.disclosed, &plan.transformed, &plan.withheld))
+                        })
+                    })
+                    .collect(),
+            );
+            plans.push(compiled);
             for c in &a.clauses {
                 for t in &c.event_types {
                     let list = by_type.entry(*t).or_default();
@@ -216,7 +250,22 @@ impl Projector {
             vars,
             root: cel::Context::default(),
             disclosed_by: disclosed_by.to_owned(),
+            keys: SubjectKeys::new(secret),
+            rules: None,
+            with_context,
         }
+    }
+
+    /// Summarises context blocks with `rules` (the context service's, so flags agree).
+    #[must_use]
+    pub fn with_context_rules(mut self, rules: Arc<Rules>) -> Self {
+        self.rules = Some(rules);
+        self
+    }
+
+    /// Whether any agreement has a context clause: only then is context worth following.
+    pub fn wants_context(&self) -> bool {
+        self.policy.agreements.iter().any(|a| a.context.is_some())
     }
 
     pub fn policy(&self) -> &Arc<Policy> {
@@ -337,12 +386,23 @@ impl Projector {
         today: jiff::civil::Date,
         now: Timestamp,
     ) -> Result<Projection> {
+        self.project_with(event, today, now, &NoContext)
+    }
+
+    /// [`Projector::project`] with subjects' histories from `source`, for context blocks.
+    pub fn project_with(
+        &self,
+        event: &Event,
+        today: jiff::civil::Date,
+        now: Timestamp,
+        source: &dyn ContextSource,
+    ) -> Result<Projection> {
         let json = event
             .to_json()
             .map_err(|e| internal(event, &e.to_string()))?;
         let scope = self.scope(event.entity(), &json);
-        self.each(event, today, &scope, |i, clause| {
-            self.disclose(i, clause, event, &json, now)
+        self.each(event, today, &scope, source, |i, clause, block| {
+            self.disclose_with(i, clause, event, &json, now, block)
         })
     }
 
@@ -354,9 +414,20 @@ impl Projector {
         today: jiff::civil::Date,
         now: Timestamp,
     ) -> Result<Projection<Encoded>> {
+        self.project_encoded_with(event, today, now, &NoContext)
+    }
+
+    /// [`Projector::project_encoded`] with subjects' histories from `source`.
+    pub fn project_encoded_with(
+        &self,
+        event: &Event,
+        today: jiff::civil::Date,
+        now: Timestamp,
+        source: &dyn ContextSource,
+    ) -> Result<Projection<Encoded>> {
         let scope = self.scope_of(event);
-        self.each(event, today, &scope, |i, clause| {
-            self.disclose_encoded(i, clause, event, now)
+        self.each(event, today, &scope, source, |i, clause, block| {
+            self.disclose_encoded(i, clause, event, now, block)
         })
     }
 
@@ -365,7 +436,8 @@ impl Projector {
         event: &Event,
         today: jiff::civil::Date,
         scope: &cel::Context<'_, '_>,
-        mut disclose: impl FnMut(usize, usize) -> Result<F>,
+        source: &dyn ContextSource,
+        mut disclose: impl FnMut(usize, usize, Option<&Block>) -> Result<F>,
     ) -> Result<Projection<F>> {
         let mut out = Projection {
             feeds: Vec::new(),
@@ -379,9 +451,33 @@ impl Projector {
         let Some(candidates) = self.by_type.get(&env.event_type) else {
             return Ok(out);
         };
+        // Gathered on the first agreement that asks, then shared by the rest.
+        let mut gathered = None;
         for &i in candidates {
             match self.decide(i, event, scope, today) {
-                Ok(Verdict::Shares { clause }) => out.feeds.push(disclose(i, clause)?),
+                Ok(Verdict::Shares { clause }) => {
+                    let block = match (&self.policy.agreements[i].context, event) {
+                        (Some(c), Event::Incident(e)) => {
+                            let subjects = gathered.get_or_insert_with(|| {
+                                context::gather(
+                                    &self.keys,
+                                    self.rules.as_deref().unwrap_or(&NO_RULES),
+                                    source,
+                                    e,
+                                )
+                            });
+                            context::block(
+                                c,
+                                &self.pseudonymisers[i],
+                                subjects,
+                                e.envelope.occurred_at.0,
+                                self.rules.as_ref().map_or("none", |r| r.version.as_str()),
+                            )
+                        }
+                        _ => None,
+                    };
+                    out.feeds.push(disclose(i, clause, block.as_ref())?);
+                }
                 Ok(Verdict::AboveCeiling { .. }) => out.above_ceiling.push(i),
                 Ok(_) => {}
                 Err(why) => out.condition_errors.push((i, why)),
@@ -418,6 +514,7 @@ impl Projector {
         clause: usize,
         event: &Event,
         now: Timestamp,
+        block: Option<&Block>,
     ) -> Result<Encoded> {
         let a = &self.policy.agreements[agreement];
         let c = &a.clauses[clause];
@@ -430,6 +527,7 @@ impl Projector {
             p,
             at_ms,
             disclosure: &reference,
+            context: block.map(|b| &b.record),
         };
         let mut body = Vec::with_capacity(1024);
         match event {
@@ -454,6 +552,11 @@ impl Projector {
         let topic = feed_topic(&a.recipient.org, entity);
         let env = event.envelope();
         let envelope = self.audit_envelope(event, reference.disclosure_id, now);
+        let (disclosed, transformed, withheld) =
+            match (block, &self.with_context[agreement][clause]) {
+                (Some(_), Some((d, t, w))) => (d, t, w),
+                _ => (&plan.disclosed, &plan.transformed, &plan.withheld),
+            };
         let mut audit = Vec::with_capacity(1024);
         bluelight_avro::codec::fast::write(
             &AuditView {
@@ -472,9 +575,11 @@ impl Projector {
                 lawful_basis: &a.lawful_basis,
                 policy_version: &self.policy.version,
                 disclosed_by: &self.disclosed_by,
-                fields_disclosed: &plan.disclosed,
-                fields_transformed: &plan.transformed,
-                fields_withheld: &plan.withheld,
+                fields_disclosed: disclosed,
+                fields_transformed: transformed,
+                fields_withheld: withheld,
+                context_clause_id: block.and(a.context.as_ref()).map(|c| c.id.as_str()),
+                context_evidence: block.map_or(&[][..], |b| &b.evidence),
             },
             &mut audit,
         )
@@ -488,6 +593,7 @@ impl Projector {
             agreement,
             clause,
             source_event_id: env.event_id,
+            context: block.is_some(),
         })
     }
 
@@ -499,6 +605,19 @@ impl Projector {
         event: &Event,
         json: &Value,
         now: Timestamp,
+    ) -> Result<FeedRecord> {
+        self.disclose_with(agreement, clause, event, json, now, None)
+    }
+
+    /// [`Projector::disclose`], the copy carrying `block` if there is one.
+    fn disclose_with(
+        &self,
+        agreement: usize,
+        clause: usize,
+        event: &Event,
+        json: &Value,
+        now: Timestamp,
+        block: Option<&Block>,
     ) -> Result<FeedRecord> {
         let a = &self.policy.agreements[agreement];
         let c = &a.clauses[clause];
@@ -515,6 +634,12 @@ impl Projector {
                 serde_json::to_value(&reference).map_err(|e| internal(event, &e.to_string()))?,
             );
         }
+        if let (Some(b), Some(o)) = (block, projected.as_object_mut()) {
+            o.insert(
+                super::plan::CONTEXT.into(),
+                serde_json::to_value(&b.record).map_err(|e| internal(event, &e.to_string()))?,
+            );
+        }
         let record = Event::from_json(entity, projected).map_err(|e| {
             internal(
                 event,
@@ -522,7 +647,15 @@ impl Projector {
             )
         })?;
         let key = record.key().to_owned();
-        let audit = self.audit(
+        let lists = match (block, &self.with_context[agreement][clause]) {
+            (Some(_), Some(lists)) => lists.clone(),
+            _ => (
+                plan.disclosed.clone(),
+                plan.transformed.clone(),
+                plan.withheld.clone(),
+            ),
+        };
+        let mut audit = self.audit(
             a,
             &c.id,
             DisclosureKind::Disclosure,
@@ -530,12 +663,12 @@ impl Projector {
             &topic,
             disclosure_id,
             now,
-            (
-                plan.disclosed.clone(),
-                plan.transformed.clone(),
-                plan.withheld.clone(),
-            ),
+            lists,
         );
+        if let (Some(b), Some(cc)) = (block, &a.context) {
+            audit.context_clause_id = Some(cc.id.clone());
+            audit.context_evidence.clone_from(&b.evidence);
+        }
         Ok(FeedRecord {
             topic,
             key,
@@ -688,6 +821,8 @@ impl Projector {
             fields_disclosed: disclosed,
             fields_transformed: transformed,
             fields_withheld: withheld,
+            context_clause_id: None,
+            context_evidence: Vec::new(),
         }
     }
 
@@ -881,6 +1016,7 @@ fn ended(r: &Receipt) -> Agreement {
         review_date: jiff::civil::Date::MIN,
         ceiling: Classification::Official,
         clauses: Vec::new(),
+        context: None,
         file: String::new(),
     }
 }

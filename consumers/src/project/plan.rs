@@ -30,7 +30,13 @@ pub(super) enum Node {
     /// The envelope's `disclosure`: the reference of the disclosure the copy is sent under,
     /// whatever the source's record held.
     Disclosure,
+    /// An incident's `context`: the block the agreement's `[[context]]` clause sends with this
+    /// copy, or nothing; whatever the source's record held is never carried.
+    Context,
 }
+
+/// The incident field a context block goes in.
+pub const CONTEXT: &str = "context";
 
 /// One clause, ready to apply.
 #[derive(Debug, Clone)]
@@ -74,6 +80,9 @@ impl Plan {
         }
         if let Node::Part(map) = envelope {
             map.insert(DISCLOSURE.to_owned(), Node::Disclosure);
+        }
+        if entity == Entity::Incident {
+            root.insert(CONTEXT.to_owned(), Node::Context);
         }
         let mut disclosed = vec![CARRIED.to_owned()];
         // `envelope` is listed as disclosed: what of it travels is described above `carried`.
@@ -216,7 +225,7 @@ fn unshared(
             None if name == "age_band" => {}
             None => out.push(full),
             Some(Node::Part(inner)) => unshared(inner, &full, fields, out),
-            Some(Node::Blank) => out.push(full),
+            Some(Node::Blank | Node::Context) => out.push(full),
             Some(_) => {}
         }
     }
@@ -246,7 +255,7 @@ fn part(
 
 fn one(node: &Node, name: &str, v: &Value, p: &Pseudonymiser, at_ms: i64) -> Value {
     match (node, v) {
-        (_, Value::Null) => Value::Null,
+        (_, Value::Null) | (Node::Context, _) => Value::Null,
         (Node::Blank, _) => Value::String(String::new()),
         (Node::Keep | Node::Disclosure, v) => v.clone(),
         (Node::Apply(t), Value::Array(items)) => Value::Array(

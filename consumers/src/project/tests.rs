@@ -303,7 +303,11 @@ fn agreement_text(picks: &[(usize, usize)]) -> String {
     let fields = Entity::Incident.fields();
     let paths: Vec<&String> = fields
         .keys()
-        .filter(|p| !p.starts_with("envelope") && *p != "people.identity.age_band")
+        .filter(|p| {
+            !p.starts_with("envelope")
+                && !p.starts_with("context")
+                && *p != "people.identity.age_band"
+        })
         .collect();
     let mut chosen: std::collections::BTreeMap<String, String> = Default::default();
     chosen.insert("incident_id".into(), "keep".into());
@@ -557,7 +561,7 @@ fn a_null_field_is_absent_to_conditions() {
 
 /// The fast path (each copy written straight to Avro) gives byte for byte what the reference
 /// path's typed record encodes to, with the same key and audit record.
-fn same(p: &Projector, reference: &Projection, fast: &Projection<Encoded>) {
+pub(super) fn same(p: &Projector, reference: &Projection, fast: &Projection<Encoded>) {
     assert_eq!(reference.feeds.len(), fast.feeds.len());
     assert_eq!(reference.above_ceiling, fast.above_ceiling);
     assert_eq!(reference.condition_errors, fast.condition_errors);

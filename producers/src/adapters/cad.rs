@@ -171,6 +171,7 @@ impl Cad {
             people,
             summary: o.opt_str("narrative", p).map(str::to_owned),
             closure,
+            context: None,
             ..IncidentEvent::new(env, &incident_id, incident_type, default_status)
         })
     }

@@ -283,6 +283,7 @@ impl Mait {
             people,
             summary,
             closure,
+            context: None,
             ..IncidentEvent::new(env, &incident_id, incident_type, status)
         })
     }

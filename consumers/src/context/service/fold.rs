@@ -61,6 +61,11 @@ impl Held {
         self.subjects.remove(subject);
     }
 
+    /// The subject's history, if held.
+    pub(crate) fn history(&self, subject: &str) -> Option<&History> {
+        self.subjects.get(subject).map(|(_, h, _)| h)
+    }
+
     /// Drops the least recently touched 1% (at least one) in one pass.
     fn evict(&mut self) {
         let n = (self.max / 100).max(1).min(self.subjects.len());
@@ -85,7 +90,8 @@ fn header<'a>(m: &'a BorrowedMessage<'_>, name: &str) -> Option<&'a [u8]> {
 }
 
 /// Applies one `state.context.v1` record of this group: a history, or a tombstone.
-fn apply(held: &mut Held, group: &str, m: &BorrowedMessage<'_>) {
+/// Applies one `state.context.v1` record of `group` (records of other groups are not ours).
+pub(crate) fn apply(held: &mut Held, group: &str, m: &BorrowedMessage<'_>) {
     if header(m, "bl-group").is_some_and(|g| g != group.as_bytes()) {
         return;
     }

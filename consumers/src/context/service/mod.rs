@@ -11,7 +11,7 @@
 //!   writes, so a restart or a rebalance carries on where the last owner committed;
 //! - `metrics.rs`: the Prometheus series.
 
-mod fold;
+pub(crate) mod fold;
 mod metrics;
 mod route;
 

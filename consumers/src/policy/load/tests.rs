@@ -177,3 +177,75 @@ fn overlapping_agreements_and_duplicate_ids_are_refused() {
         .replace("valid_to = \"2027-12-31\"", "valid_to = \"2029-12-31\"");
     assert!(load_str(&[("a.toml".into(), a), ("d.toml".into(), later)], today()).is_ok());
 }
+
+#[test]
+fn context_clauses_are_checked_and_fields_cannot_share_the_block() {
+    let ambulance = std::fs::read_to_string(format!("{DIR}/police-to-ambulance-casualties.toml"))
+        .expect("example");
+    let policy = load_str(&[("a.toml".into(), ambulance.clone())], today()).expect("loads");
+    let c = policy.agreements[0]
+        .context
+        .as_ref()
+        .expect("a context clause");
+    assert!(c.people && c.location && c.roles.is_empty());
+    assert_eq!(c.identity, Transform::Pseudonymise);
+    let without = ambulance
+        .split("[[context]]")
+        .next()
+        .expect("text")
+        .to_owned();
+    let with = |clause: &str| format!("{without}\n[[context]]\n{clause}\n");
+    let cases: Vec<(String, &str)> = vec![
+        (
+            with("id = \"c\"\nabout = [\"household\"]\nshare = [\"flags\"]"),
+            "context c: about \"household\" is not \"person\" or \"location\"",
+        ),
+        (
+            with("id = \"c\"\nabout = [\"person\"]\nshare = [\"narrative\"]"),
+            "context c: share \"narrative\" is not one of flags, counts, open_cases, markers, last_contact",
+        ),
+        (
+            with("id = \"c\"\nabout = [\"person\"]\nshare = []"),
+            "context c: share names nothing",
+        ),
+        (
+            with("id = \"c\"\nabout = [\"location\"]\nroles = [\"VICTIM\"]\nshare = [\"flags\"]"),
+            "context c: roles choose people, but about does not name \"person\"",
+        ),
+        (
+            with("id = \"c\"\nabout = [\"person\"]\nroles = [\"BYSTANDER\"]\nshare = [\"flags\"]"),
+            "context c: role \"BYSTANDER\" is not one of",
+        ),
+        (
+            with("id = \"c\"\nabout = [\"person\"]\nshare = [\"flags\"]\nidentity = \"keep\""),
+            "context c: identity \"keep\" would send the person references clause casualties sends pseudonymise",
+        ),
+        (
+            format!(
+                "{}\n[[context]]\nid = \"d\"\nabout = [\"person\"]\nshare = [\"flags\"]\n",
+                with("id = \"c\"\nabout = [\"person\"]\nshare = [\"flags\"]")
+            ),
+            "context d: an agreement has one [[context]] clause; merge it into c",
+        ),
+        (
+            without.replace(
+                "\"incident_type\" = \"keep\"",
+                "\"incident_type\" = \"keep\"\n\"context.subjects.flags\" = \"keep\"",
+            ),
+            "clause casualties: context.subjects.flags: the context block is shared by a [[context]] clause, not by fields",
+        ),
+        (
+            std::fs::read_to_string(format!("{DIR}/police-to-cps-charged.toml")).expect("cps")
+                + "\n[[context]]\nid = \"c\"\nabout = [\"person\"]\nshare = [\"flags\"]\n",
+            "context c: the recipient has no incident feed",
+        ),
+    ];
+    for (text, want) in cases {
+        let got = problems(&text);
+        assert!(
+            got.iter().any(|p| p.contains(want)),
+            "wanted {want:?}, got {got:#?}"
+        );
+        assert!(got.iter().all(|p| p.starts_with("a.toml:")), "{got:#?}");
+    }
+}

@@ -27,6 +27,19 @@ pub struct ProjectConfig {
     pub feed_partitions: i32,
     /// For feed topics the projector creates; -1 takes the broker's default.
     pub replication_factor: i32,
+    /// Where context blocks come from, for agreements with a context clause.
+    pub context: ContextSettings,
+}
+
+/// The context service whose state the projector reads for context blocks.
+#[derive(Debug, Clone)]
+pub struct ContextSettings {
+    /// Its flag rules: the same file, so the flags on feeds are the flags it raises.
+    pub rules: std::sync::Arc<crate::context::Rules>,
+    /// Its consumer group: the records on `state.context.v1` that are its state.
+    pub group: String,
+    /// Most histories held; past it the least recently seen leave memory.
+    pub max_subjects: usize,
 }
 
 impl ProjectConfig {
@@ -46,6 +59,14 @@ impl ProjectConfig {
             reload_every: Duration::from_secs(2),
             feed_partitions: 6,
             replication_factor: -1,
+            context: ContextSettings {
+                rules: std::sync::Arc::new(crate::context::Rules {
+                    rules: Vec::new(),
+                    version: "none".into(),
+                }),
+                group: "bluelight-context".into(),
+                max_subjects: 200_000,
+            },
         }
     }
 

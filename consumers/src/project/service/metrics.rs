@@ -31,6 +31,8 @@ pub(crate) struct Metrics {
     pub reloads: IntCounterVec,
     pub agreements_ended: IntCounterVec,
     pub tombstones: IntCounterVec,
+    pub context_blocks: IntCounterVec,
+    pub context_subjects: IntGauge,
 }
 
 #[allow(clippy::expect_used)] // metric names are constants; a clash is a programming error found at start-up
@@ -112,6 +114,17 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "bluelight_projector_consumer_lag",
         "Committed-to-end lag in records per assigned partition.",
         &["topic", "partition"]
+    )
+    .expect("metric"),
+    context_blocks: register_int_counter_vec!(
+        "bluelight_projector_context_blocks_total",
+        "Incident feed records sent with a context block, by agreement (each block audited with its record).",
+        &["agreement"]
+    )
+    .expect("metric"),
+    context_subjects: register_int_gauge!(
+        "bluelight_projector_context_subjects",
+        "Subjects' histories held from state.context.v1 for context blocks (0 when no agreement has a context clause)."
     )
     .expect("metric"),
     paused: register_int_gauge!(

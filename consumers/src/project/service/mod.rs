@@ -9,12 +9,14 @@
 //! - `config.rs`: settings, and feed topic creation;
 //! - `feeds.rs`: writing feed and audit records; registering feed schemas;
 //! - `agreements.rs`: following the agreements directory; announcing ended agreements;
+//! - `context.rs`: following `state.context.v1` for context blocks, when an agreement asks;
 //! - `state.rs`: reading `state.disclosures.v1` back into [`Receipts`] on start and following
 //!   other instances' writes;
 //! - `metrics.rs`: the Prometheus series.
 
 mod agreements;
 mod config;
+mod context;
 mod feeds;
 pub(crate) mod metrics;
 mod state;
@@ -31,7 +33,7 @@ use bluelight_avro::{Codec, records::Timestamp};
 use rdkafka::producer::BaseRecord;
 
 pub use crate::eos::Status;
-pub use config::ProjectConfig;
+pub use config::{ContextSettings, ProjectConfig};
 use metrics::METRICS;
 
 use super::{Projector, Receipts};
@@ -62,7 +64,12 @@ pub fn run(
         "starting: connecting to Kafka at {} (retrying until it answers)",
         cfg.eos.kafka.brokers.trim()
     )));
-    let mut projector = Projector::new(policy.clone(), &cfg.secret, DISCLOSED_BY);
+    let projector_for = |policy| {
+        Projector::new(policy, &cfg.secret, DISCLOSED_BY)
+            .with_context_rules(cfg.context.rules.clone())
+    };
+    let mut projector = projector_for(policy.clone());
+    let mut context = context::ContextState::new(&cfg);
     feeds::prepare(&cfg, &policy, &codec, &rt, &stop, &status)?;
 
     status.set(Some("starting: reading state.disclosures.v1".into()));
@@ -92,7 +99,7 @@ pub fn run(
             match feeds::prepare(&cfg, &new, &codec, &rt, &stop, &status) {
                 Ok(()) => {
                     agreements::announce_changes(projector.policy(), &new);
-                    projector = Projector::new(new, &cfg.secret, DISCLOSED_BY);
+                    projector = projector_for(new);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "agreements changed but cannot be applied; keeping the previous set")
@@ -100,6 +107,7 @@ pub fn run(
             }
         }
         follower.apply(&mut receipts, &mut marks, &cfg);
+        context.step(&cfg, projector.wants_context(), &stop);
         if settled.elapsed() >= cfg.reload_every {
             settled = Instant::now();
             let settle = agreements::settle(
@@ -143,6 +151,7 @@ pub fn run(
             &codec,
             &rt,
             &mut receipts,
+            &context,
             &polled.batch,
             &mut out,
             &stop,
@@ -187,6 +196,7 @@ fn transact(
     codec: &Codec,
     rt: &tokio::runtime::Handle,
     receipts: &mut Receipts,
+    context: &context::ContextState,
     batch: &[Input],
     out: &mut Vec<u8>,
     stop: &AtomicBool,
@@ -225,7 +235,7 @@ fn transact(
         };
         let now = Timestamp::now();
         recorded.push(event.envelope().recorded_at.0);
-        match projector.project_encoded(&event, today, now) {
+        match projector.project_encoded_with(&event, today, now, context) {
             Ok(p) => {
                 for &a in &p.above_ceiling {
                     let id = &projector.policy().agreements[a].id;
@@ -266,6 +276,9 @@ fn transact(
                         .disclosures
                         .with_label_values(&[&a.id, &a.recipient.org])
                         .inc_by(1);
+                    if f.context {
+                        METRICS.context_blocks.with_label_values(&[&a.id]).inc();
+                    }
                     METRICS
                         .fields_withheld
                         .with_label_values(&[&a.id, "not-shared"])

@@ -342,6 +342,8 @@ fn audit(cfg: &VictimUpdatesConfig, case: &CaseEvent, d: &Owed, now: Timestamp) 
         fields_disclosed: fields,
         fields_transformed: Vec::new(),
         fields_withheld: withheld,
+        context_clause_id: None,
+        context_evidence: Vec::new(),
     }
 }
 
