@@ -1,7 +1,10 @@
 //! `bluelight context` end to end on the real broker: a repeat welfare caller, a persistently
 //! targeted victim and a place with repeated domestic incidents raise exactly the expected
 //! flags, with their counts and event ids; and two instances, one killed with kill -9 and
-//! restarted mid-way, end with the same state as one instance that ran throughout.
+//! restarted mid-way, end with the same state as one instance that ran throughout. Then the
+//! governed delivery: the projector adds the context block, as of each call's time, to the
+//! ambulance control room's incident feed under its agreement's [[context]] clause, and the audit
+//! record names the clause and the evidence.
 
 mod common;
 
@@ -408,4 +411,206 @@ async fn scenarios_raise_exactly_the_expected_flags_and_scale_out_agrees_with_on
     );
 
     drop((single, first, second));
+}
+
+/// Waits for the audit records of `recipient` about each of `events`.
+async fn audits_for(
+    codec: &Codec,
+    recipient: &str,
+    events: &[Id],
+) -> BTreeMap<Id, bluelight_avro::records::Disclosure> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut out = BTreeMap::new();
+    while out.len() < events.len() && Instant::now() < deadline {
+        for (_, payload, _) in
+            common::project::read_all("audit.disclosure.v1", 1, Duration::from_secs(10))
+        {
+            let d: bluelight_avro::records::Disclosure =
+                codec.decode(&payload).await.expect("audit decodes");
+            if d.recipient == recipient && events.contains(&d.source_event_id) {
+                out.insert(d.source_event_id, d);
+            }
+        }
+    }
+    out
+}
+
+#[allow(clippy::print_stdout)]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ambulance_control_room_gets_the_context_block_as_of_each_call_and_the_audit_names_it()
+{
+    let p = common::project::setup("ctxfeed").await;
+    ensure_topics(&[
+        ("repartition.context-contacts.v1", false),
+        ("state.context.v1", true),
+        ("dlq.context.v1", false),
+    ])
+    .await;
+    let secret = std::fs::read(&p.key_file).expect("key");
+    let keys = SubjectKeys::new(secret.trim_ascii());
+    let t0 = Timestamp::now().0 - 20 * DAY;
+    let anna = unique("P-ANNA-");
+    let calls: Vec<IncidentEvent> = [(0, "WELFARE"), (6, "MENTAL_HEALTH"), (11, "WELFARE")]
+        .iter()
+        .map(|(day, kind)| {
+            let mut e =
+                common::project::incident(&p, &unique("INC-"), kind, EventType::IncidentOpened);
+            e.envelope.occurred_at = Timestamp(t0 + day * DAY);
+            e.agencies_requested = vec![AgencyKind::Ambulance];
+            e.resources.clear();
+            e.people = vec![PersonLink {
+                person_ref: anna.clone(),
+                role: PersonRole::PersonOfConcern,
+                subject_category: SubjectCategory::Other,
+                vulnerabilities: Vec::new(),
+                identity: None,
+            }];
+            if let Some(l) = e.location.as_mut() {
+                l.uprn = Some(unique("7"));
+            }
+            e
+        })
+        .collect();
+
+    // The context service folds the first two calls into Anna's history.
+    let group = unique("context-feed-");
+    common::start_group_at_history(&format!("{group}-route"));
+    let _context = start_service(&[
+        "context",
+        "--pseudonym-key-file",
+        p.key_file.to_str().expect("key"),
+        "--schema-registry",
+        &p.registry_url,
+        "--group",
+        &group,
+        "--batch-ms",
+        "50",
+        "--transaction-timeout",
+        "10",
+    ])
+    .await;
+    let producer = common::project::producer();
+    common::project::publish(&p.codec, &producer, &calls[..2]).await;
+    let mut want = BTreeMap::new();
+    want.insert(keys.person(&anna), 2);
+    let held = states(&group, &want, Duration::from_secs(60));
+    assert_eq!(
+        held.get(&keys.person(&anna))
+            .map(|s| s.history.contacts.len()),
+        Some(2),
+        "the context service holds Anna's first two calls"
+    );
+
+    // A projector reading that context service's state; then the third call.
+    let _projector = common::project::start_projector_env(
+        &p,
+        &unique("project-ctx-"),
+        "0",
+        &[("BLUELIGHT_CONTEXT_GROUP", &group)],
+    )
+    .await;
+    common::project::publish(&p.codec, &producer, &calls[2..]).await;
+    let feed = format!("feed.{}.incident.v1", p.ambulance);
+    let got = common::project::decode_feed(
+        &p.codec,
+        &common::project::read_all(&feed, 3, Duration::from_secs(60)),
+    )
+    .await;
+    let copy = |e: &IncidentEvent| {
+        got.iter()
+            .find(|r| r.incident_id == e.incident_id)
+            .unwrap_or_else(|| panic!("{} on the ambulance feed", e.incident_id))
+    };
+    let ids: Vec<Id> = calls.iter().map(|c| c.envelope.event_id).collect();
+
+    // As of the first call nothing was known: no block.
+    assert_eq!(
+        copy(&calls[0]).context,
+        None,
+        "a first contact carries no context"
+    );
+    // As of the second, one earlier contact; no flag yet.
+    let second = copy(&calls[1])
+        .context
+        .clone()
+        .expect("a block on the second call");
+    let s2 = &second.subjects[0];
+    assert!(
+        s2.flags.is_empty(),
+        "two calls raise no flag: {:?}",
+        s2.flags
+    );
+    assert_eq!(
+        s2.last_contact.as_ref().map(|l| l.at),
+        Some(calls[0].envelope.occurred_at)
+    );
+    // As of the third: the flag, with the three calls as evidence.
+    let third_copy = copy(&calls[2]);
+    let third = third_copy
+        .context
+        .clone()
+        .expect("a block on the third call");
+    assert_eq!(third.clause_id, "repeat-demand");
+    assert_eq!(third.as_of, calls[2].envelope.occurred_at);
+    assert_eq!(third.subjects.len(), 1, "Anna; each call's place is new");
+    let s3 = &third.subjects[0];
+    assert_eq!(
+        s3.subject_ref, third_copy.people[0].person_ref,
+        "the block's pseudonym is the record's"
+    );
+    assert!(s3.subject_ref.starts_with("psn-") && !s3.subject_ref.contains("ANNA"));
+    assert_eq!(s3.flags.len(), 1);
+    let flag = &s3.flags[0];
+    assert_eq!(flag.rule, "repeat-welfare-concern");
+    assert_eq!(flag.count, 3);
+    assert_eq!(flag.evidence, ids);
+    assert_eq!(
+        flag.explanation,
+        "repeat welfare concern: 3 contacts in 30 days, last by ambulance"
+    );
+    let w30 = s3.windows.iter().find(|w| w.days == 30).expect("30 days");
+    assert_eq!(w30.contacts, 3);
+    println!(
+        "ambulance feed: call 1 no block; call 2 {} earlier contact(s), no flag; call 3 flag {}: {} (evidence {} event ids)",
+        s2.windows
+            .iter()
+            .find(|w| w.days == 30)
+            .map_or(0, |w| w.contacts - 1),
+        flag.rule,
+        flag.explanation,
+        flag.evidence.len()
+    );
+
+    // Each disclosure is audited; the ones with a block name the clause and what it cites.
+    let audits = audits_for(&p.codec, &p.ambulance, &ids).await;
+    assert_eq!(audits.len(), 3, "one audit record per call");
+    assert_eq!(audits[&ids[0]].context_clause_id, None);
+    assert!(
+        audits[&ids[0]]
+            .fields_withheld
+            .contains(&"context".to_owned())
+    );
+    let a3 = &audits[&ids[2]];
+    assert_eq!(a3.context_clause_id.as_deref(), Some("repeat-demand"));
+    let mut cited = ids.clone();
+    cited.sort_unstable();
+    assert_eq!(a3.context_evidence, cited);
+    assert!(
+        a3.fields_disclosed
+            .contains(&"context.subjects.flags".to_owned())
+    );
+    assert!(
+        a3.fields_transformed
+            .iter()
+            .any(|t| t.field == "context.subjects.subject_ref" && t.transform == "pseudonymise")
+    );
+    println!(
+        "audit for call 3: context clause {:?}, {} event ids cited, withheld {:?}",
+        a3.context_clause_id,
+        a3.context_evidence.len(),
+        a3.fields_withheld
+            .iter()
+            .filter(|f| f.starts_with("context"))
+            .collect::<Vec<_>>()
+    );
 }

@@ -38,6 +38,8 @@ pub async fn setup(name: &str) -> Setup {
         ("audit.disclosure.v1", false),
         ("dlq.projector.v1", false),
         ("state.disclosures.v1", true),
+        // The ambulance agreement has a [[context]] clause: the projector reads context state.
+        ("state.context.v1", true),
     ])
     .await;
     let (registry, codec) = registry_with_schemas().await;
