@@ -20,22 +20,6 @@ const CAD_EXAMPLE: &str = include_str!("../producers/examples/cad-incidents.json
 /// The board must show a new incident within this long of the ingest API accepting it.
 const WITHIN: Duration = Duration::from_secs(2);
 
-async fn sign_in(browser: &Browser, board: &str, token: &str) {
-    browser.goto(board).await;
-    browser.type_into("#token", token).await;
-    browser.click("#sign-in").await;
-    let signed_in = browser
-        .wait_for(
-            "return !document.getElementById('board').hidden && document.getElementById('link').textContent !== 'connecting';",
-            Duration::from_secs(15),
-        )
-        .await;
-    let error = browser
-        .eval("return document.getElementById('sign-in-error').textContent;")
-        .await;
-    assert!(signed_in.is_some(), "sign-in did not complete: {error}");
-}
-
 #[tokio::test]
 async fn the_fire_service_sees_an_ingested_rtc_within_two_seconds_and_others_do_not() {
     ensure_canonical_topics().await;
@@ -70,7 +54,7 @@ async fn the_fire_service_sees_an_ingested_rtc_within_two_seconds_and_others_do_
     let board = format!("{}/board/", gw.url);
 
     let browser = Browser::start().await;
-    sign_in(&browser, &board, &fire_t).await;
+    browser.sign_in(&board, &fire_t).await;
     let who = browser
         .eval("return document.getElementById('who').textContent;")
         .await;
@@ -217,7 +201,7 @@ async fn the_fire_service_sees_an_ingested_rtc_within_two_seconds_and_others_do_
 
     // Another agency with no agreement: signs in, sees no such incident.
     browser.click("#sign-out").await;
-    sign_in(&browser, &board, &other_t).await;
+    browser.sign_in(&board, &other_t).await;
     let none = browser
         .wait_for(&format!("return {card} !== null;"), Duration::from_secs(4))
         .await;

@@ -20,15 +20,10 @@ use bluelight_avro::{
         PersonRole, SubjectCategory, Timestamp, samples,
     },
 };
-use bluelight_consumers::context::{SubjectKeys, SubjectState};
+use bluelight_consumers::context::SubjectKeys;
 use bluelight_topics::testing::unique;
-use common::{Service, ensure_topics, registry_with_schemas, start_service};
-use rdkafka::{
-    Message,
-    consumer::{BaseConsumer, Consumer},
-    message::Headers,
-    producer::{FutureProducer, FutureRecord},
-};
+use common::{Service, ensure_topics, registry_with_schemas};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 
 const DAY: i64 = 86_400_000;
 const SECRET: &str = "0123456789abcdef0123456789abcdef-context-test";
@@ -63,23 +58,7 @@ async fn setup() -> Setup {
 }
 
 async fn start_context(s: &Setup, group: &str, instance: &str) -> Service {
-    common::start_group_at_history(&format!("{group}-route"));
-    start_service(&[
-        "context",
-        "--pseudonym-key-file",
-        s.key_file.to_str().expect("key"),
-        "--schema-registry",
-        &s.registry_url,
-        "--group",
-        group,
-        "--instance",
-        instance,
-        "--batch-ms",
-        "50",
-        "--transaction-timeout",
-        "10",
-    ])
-    .await
+    common::context::start_context(&s.key_file, &s.registry_url, group, instance).await
 }
 
 /// An incident about one person, at a place, opened `day` days after `t0`.
@@ -167,47 +146,6 @@ async fn publish(s: &Setup, events: &[Event]) {
             .await
             .expect("published");
     }
-}
-
-/// The latest state of each of `subjects` that `group` wrote, once every one of them holds
-/// `contacts[subject]` contacts (or at the deadline).
-fn states(
-    group: &str,
-    want: &BTreeMap<String, usize>,
-    within: Duration,
-) -> BTreeMap<String, SubjectState> {
-    let consumer: BaseConsumer = common::client()
-        .set("group.id", unique("context-reader-"))
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed")
-        .create()
-        .expect("consumer");
-    consumer
-        .subscribe(&["state.context.v1"])
-        .expect("subscribe");
-    let deadline = Instant::now() + within;
-    let mut latest: BTreeMap<String, SubjectState> = BTreeMap::new();
-    while Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            let ours = m
-                .headers()
-                .and_then(|h| h.iter().find(|h| h.key == "bl-group").and_then(|h| h.value))
-                == Some(group.as_bytes());
-            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-            if ours && want.contains_key(&key) {
-                let state: SubjectState =
-                    serde_json::from_slice(m.payload().unwrap_or_default()).expect("state");
-                latest.insert(key, state);
-            }
-        } else if want.iter().all(|(k, n)| {
-            latest
-                .get(k)
-                .is_some_and(|s| s.history.contacts.len() == *n)
-        }) {
-            break;
-        }
-    }
-    latest
 }
 
 /// The scenario: Anna, a repeat welfare caller; Ben, a victim twice in 90 days; a house with
@@ -343,8 +281,8 @@ async fn scenarios_raise_exactly_the_expected_flags_and_scale_out_agrees_with_on
     publish(&s, b).await;
     second = start_context(&s, &two, "1").await;
 
-    let by_one = states(&one, &want, Duration::from_secs(90));
-    let by_two = states(&two, &want, Duration::from_secs(90));
+    let by_one = common::context::states(&one, &want, Duration::from_secs(90));
+    let by_two = common::context::states(&two, &want, Duration::from_secs(90));
     assert_eq!(
         by_one.len(),
         want.len(),
@@ -474,26 +412,12 @@ async fn the_ambulance_control_room_gets_the_context_block_as_of_each_call_and_t
 
     // The context service folds the first two calls into Anna's history.
     let group = unique("context-feed-");
-    common::start_group_at_history(&format!("{group}-route"));
-    let _context = start_service(&[
-        "context",
-        "--pseudonym-key-file",
-        p.key_file.to_str().expect("key"),
-        "--schema-registry",
-        &p.registry_url,
-        "--group",
-        &group,
-        "--batch-ms",
-        "50",
-        "--transaction-timeout",
-        "10",
-    ])
-    .await;
+    let _context = common::context::start_context(&p.key_file, &p.registry_url, &group, "0").await;
     let producer = common::project::producer();
     common::project::publish(&p.codec, &producer, &calls[..2]).await;
     let mut want = BTreeMap::new();
     want.insert(keys.person(&anna), 2);
-    let held = states(&group, &want, Duration::from_secs(60));
+    let held = common::context::states(&group, &want, Duration::from_secs(60));
     assert_eq!(
         held.get(&keys.person(&anna))
             .map(|s| s.history.contacts.len()),
@@ -612,5 +536,77 @@ async fn the_ambulance_control_room_gets_the_context_block_as_of_each_call_and_t
             .iter()
             .filter(|f| f.starts_with("context"))
             .collect::<Vec<_>>()
+    );
+
+    // On the ambulance control room's board: the block beside the third call, its flag
+    // explained; nothing beside the first.
+    let token = unique("amb-");
+    let gw = common::gateway::start_gateway(
+        &p,
+        &[("swast-control", &p.ambulance, "control-room", &token)],
+        &[],
+    )
+    .await;
+    let board = format!("{}/board/", gw.url);
+    let browser = common::browser::Browser::start().await;
+    browser.sign_in(&board, &token).await;
+    let card = |e: &IncidentEvent| {
+        format!(
+            "document.querySelector('[data-incident-id=\"{}\"]')",
+            e.incident_id
+        )
+    };
+    let third_card = card(&calls[2]);
+    let shown = browser
+        .wait_for(
+            &format!("const c = {third_card}; return c !== null && c.querySelector('.context .flag') !== null;"),
+            Duration::from_secs(30),
+        )
+        .await;
+    let text = browser
+        .eval(&format!(
+            "const c = {third_card}; return c ? c.textContent : '';"
+        ))
+        .await;
+    let text = text.as_str().unwrap_or_default().to_owned();
+    let shot = browser.screenshot().await;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/target/test-artifacts");
+    std::fs::create_dir_all(dir).expect("artifacts dir");
+    std::fs::write(format!("{dir}/board-context.png"), &shot).expect("screenshot");
+    assert!(
+        shown.is_some(),
+        "the context block is on the third call's card: {text}"
+    );
+    assert!(
+        text.contains("repeat welfare concern: 3 contacts in 30 days, last by ambulance"),
+        "the flag: {text}"
+    );
+    assert!(
+        text.contains(
+            "Why: rule repeat-welfare-concern holds from 3 contacts within 30 days; there were 3"
+        ) && ids.iter().all(|id| text.contains(&id.to_string())),
+        "the flag explained, with its evidence: {text}"
+    );
+    assert!(
+        text.contains("Contacts: 2 in 7 days") && text.contains("3 in 30 days"),
+        "the counts: {text}"
+    );
+    assert!(
+        !text.contains(&anna),
+        "no person reference on the board: {text}"
+    );
+    let first_has_block = browser
+        .eval(&format!(
+            "const c = {}; return c !== null && c.querySelector('.context') !== null;",
+            card(&calls[0])
+        ))
+        .await;
+    assert_eq!(
+        first_has_block,
+        serde_json::Value::Bool(false),
+        "no block on the first call"
+    );
+    println!(
+        "board: the third call's card shows the flag with its reason and evidence; screenshot target/test-artifacts/board-context.png"
     );
 }

@@ -34,6 +34,23 @@ fn find(name: &str, candidates: &[&str]) -> String {
 }
 
 impl Browser {
+    /// Signs in to the board at `board` with `token` and waits for its live link.
+    pub async fn sign_in(&self, board: &str, token: &str) {
+        self.goto(board).await;
+        self.type_into("#token", token).await;
+        self.click("#sign-in").await;
+        let signed_in = self
+            .wait_for(
+                "return !document.getElementById('board').hidden && document.getElementById('link').textContent !== 'connecting';",
+                Duration::from_secs(15),
+            )
+            .await;
+        let error = self
+            .eval("return document.getElementById('sign-in-error').textContent;")
+            .await;
+        assert!(signed_in.is_some(), "sign-in did not complete: {error}");
+    }
+
     pub async fn start() -> Browser {
         let chromedriver = find(
             "chromedriver",

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 pub mod browser;
+pub mod context;
 pub mod gateway;
 pub mod notify;
 pub mod project;

@@ -122,6 +122,8 @@ pub struct ContextFlag {
     pub count: i32,
     /// The rule's window in days.
     pub window_days: i32,
+    /// The rule's threshold: it holds from this many contacts in the window.
+    pub at_least: i32,
     /// The opening event id of each contact counted, oldest first.
     #[serde(default)]
     #[avro(default = "[]")]

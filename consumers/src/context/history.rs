@@ -207,6 +207,7 @@ impl History {
                         .replace("{last_agency}", &last_agency.to_lowercase()),
                     count,
                     window_days: r.window_days,
+                    at_least: r.at_least,
                     evidence: matched.iter().map(|c| c.event_id).collect(),
                 })
             })
@@ -272,6 +273,9 @@ pub struct Flag {
     pub explanation: String,
     pub count: u32,
     pub window_days: u32,
+    /// The rule's threshold: it holds from this many contacts in the window.
+    #[serde(default)]
+    pub at_least: u32,
     /// The opening event id of each contact counted, oldest first.
     pub evidence: Vec<Id>,
 }

@@ -125,6 +125,7 @@ pub(super) fn block(
                     explanation: f.explanation.clone(),
                     count: int(f.count),
                     window_days: int(f.window_days),
+                    at_least: int(f.at_least),
                     evidence: f.evidence.clone(),
                 })
                 .collect()

@@ -36,6 +36,11 @@ function when(ms) {
   return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
 }
 
+function day(ms) {
+  if (typeof ms !== "number") return "";
+  return new Date(ms).toLocaleDateString([], { day: "numeric", month: "short", year: "numeric" });
+}
+
 function label(code) {
   if (!code) return "";
   return code.label || code.code || "";
@@ -227,7 +232,7 @@ function scheduleRender() {
   requestAnimationFrame(() => { pending = false; render(); });
 }
 
-const FIELDS_SHOWN = ["incident_type", "priority", "status", "location", "hazards", "casualties",
+const FIELDS_SHOWN = ["incident_type", "priority", "status", "location", "hazards", "casualties", "context",
   "agencies_requested", "resources", "methane", "closure"];
 
 function card(id, s) {
@@ -259,6 +264,8 @@ function card(id, s) {
   } else if (typeof cas === "number") {
     li.append(el("div", "casualties", "Casualties: " + cas));
   }
+  const ctx = contextPanel(rec.context);
+  if (ctx) li.append(ctx);
   const d = rec.envelope && rec.envelope.disclosure;
   if (d) {
     const got = FIELDS_SHOWN.filter((f) => rec[f] !== null && rec[f] !== undefined &&
@@ -273,6 +280,54 @@ function card(id, s) {
   det.append(ol);
   li.append(det);
   return li;
+}
+
+const WORDS = { PERSON_OF_CONCERN: "person of concern", FIRE_RESCUE: "fire and rescue",
+  MENTAL_HEALTH: "mental health", LOCAL_AUTHORITY: "local authority" };
+function word(s) { return WORDS[s] || String(s).toLowerCase().replace(/_/g, " "); }
+
+// The context block an agreement's [[context]] clause sent with this record: each person or
+// place with earlier contacts, its flags explained (the rule, its count and window, the events
+// it cites), and the counts the clause shares. Absent when the agreement has no such clause.
+function contextPanel(c) {
+  if (!c || !Array.isArray(c.subjects) || c.subjects.length === 0) return null;
+  const box = el("section", "context");
+  box.append(el("div", "context-head", "Context as of " + day(c.as_of) + " " + when(c.as_of) +
+    " \u00b7 shared under clause " + c.clause_id));
+  for (const s of c.subjects) {
+    const sub = el("div", "context-subject");
+    const roles = (s.roles || []).map(word).join(", ");
+    sub.append(el("div", "who", s.kind === "LOCATION" ? "This address (" + s.subject_ref + ")"
+      : "Person " + s.subject_ref + (roles ? " \u00b7 " + roles : "")));
+    for (const f of s.flags || []) {
+      const flag = el("div", "flag");
+      flag.append(el("strong", null, "\u26a0 " + f.explanation));
+      flag.append(el("div", "why", "Why: rule " + f.rule + " holds from " + f.at_least +
+        " contacts within " + f.window_days + " days; there were " + f.count +
+        ". Evidence (opening event of each): " +
+        (f.evidence || []).join(", ")));
+      sub.append(flag);
+    }
+    if (Array.isArray(s.windows) && s.windows.length) {
+      const counts = s.windows.map((w) => w.contacts + " in " + w.days + " days").join(" \u00b7 ");
+      sub.append(el("div", "counts", "Contacts: " + counts));
+      const widest = s.windows[s.windows.length - 1];
+      const by = (widest.by_agency || []).map((a) => word(a.code) + " " + a.count).join(", ");
+      if (by) sub.append(el("div", "counts", "By agency (" + widest.days + " days): " + by));
+    }
+    if (typeof s.open_cases === "number") sub.append(el("div", "counts", "Open cases: " + s.open_cases));
+    if (Array.isArray(s.markers) && s.markers.length) {
+      sub.append(el("div", "counts", "Markers: " + s.markers.map(word).join(", ")));
+    }
+    const last = s.last_contact;
+    if (last) {
+      sub.append(el("div", "counts", "Last contact before this: " + day(last.at) +
+        (last.incident_type ? ", " + word(last.incident_type) : "") +
+        ((last.agencies || []).length ? ", " + last.agencies.map(word).join(", ") : "")));
+    }
+    box.append(sub);
+  }
+  return box;
 }
 
 function render() {
