@@ -321,6 +321,35 @@ fn explain(
                         clip(&shown)
                     );
                 }
+                if let Some(cc) = &a.context {
+                    let mut about = Vec::new();
+                    if cc.people {
+                        about.push(if cc.roles.is_empty() {
+                            "people".to_owned()
+                        } else {
+                            format!("people as {:?}", cc.roles)
+                        });
+                    }
+                    if cc.location {
+                        about.push("the place".to_owned());
+                    }
+                    say!(
+                        out,
+                        "\n  CONTEXT clause {}: incident records also carry a context block about {}, sharing {} (references {}), when earlier contacts are known; explain reads no context state, so none is shown here",
+                        cc.id,
+                        about.join(" and "),
+                        cc.share
+                            .iter()
+                            .map(|p| p.name())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        if cc.identity.name() == "keep" {
+                            "kept as held"
+                        } else {
+                            "pseudonymised"
+                        }
+                    );
+                }
                 say!(out, "\n  WITHHELD (not named by the clause; default deny):");
                 for w in &feed.audit.fields_withheld {
                     say!(out, "    {w}");
