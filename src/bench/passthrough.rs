@@ -56,6 +56,10 @@ fn metrics() -> anyhow::Result<TxMetrics> {
         lag: IntGaugeVec::new(Opts::new("lag", "lag"), &["topic", "partition"])?,
         paused: IntGauge::new("paused", "paused")?,
         queue_full: IntCounter::new("queue_full", "queue full")?,
+        consumer_restarts: IntCounterVec::new(
+            Opts::new("consumer_restarts", "consumer restarts"),
+            &["reason"],
+        )?,
     })
 }
 

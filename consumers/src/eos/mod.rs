@@ -46,6 +46,8 @@ pub struct TxMetrics {
     pub lag: IntGaugeVec,
     pub paused: IntGauge,
     pub queue_full: IntCounter,
+    /// Consumers replaced, by reason (failed, rewind, stalled).
+    pub consumer_restarts: IntCounterVec,
 }
 
 /// What the HTTP side reads: ready, or why not.

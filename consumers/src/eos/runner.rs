@@ -79,6 +79,89 @@ pub struct Runner {
     polled: Instant,
     /// Paces the warning for a consumer error that repeats.
     consumer_errors: Throttle,
+    /// Notices a consumer that has stopped delivering.
+    watchdog: Watchdog,
+}
+
+/// How long a consumer may deliver nothing while records arrive on its partitions before it is
+/// replaced (the new one resumes from the committed offsets, so nothing is skipped).
+const STALL_WINDOW: Duration = Duration::from_secs(30);
+
+/// Records past the committed offset that count as waiting: more than the transaction markers
+/// that trail every transaction's records (they are never delivered).
+const STALL_GAP: i64 = 5;
+
+/// Committed offset and high watermark of each assigned partition at the start of a window.
+type Marks = BTreeMap<(String, i32), (i64, i64)>;
+
+/// A consumer that delivers nothing while records arrive is stuck, however it got so (once,
+/// after a broker restart under load, a projector's consumer fetched nothing more and said
+/// nothing): checked only when idle, a whole window at a time.
+struct Watchdog {
+    /// When the window began: the last record delivered, or the last check.
+    since: Instant,
+    /// Where the partitions stood when it began; empty until the first idle check.
+    marks: Marks,
+}
+
+impl Watchdog {
+    fn new() -> Self {
+        Watchdog {
+            since: Instant::now(),
+            marks: Marks::new(),
+        }
+    }
+
+    fn progress(&mut self) {
+        self.since = Instant::now();
+        self.marks.clear();
+    }
+
+    /// The first partition that received records in the window while nothing was delivered
+    /// from it, with how many wait; `None` when all is well (or the window is not over).
+    fn check(&mut self, consumer: &BaseConsumer<EosContext>, timeout: Duration) -> Option<String> {
+        if self.since.elapsed() < STALL_WINDOW {
+            return None;
+        }
+        let now = marks(consumer, timeout).unwrap_or_default();
+        let stuck = stalled(&self.marks, &now);
+        self.since = Instant::now();
+        self.marks = if stuck.is_some() { Marks::new() } else { now };
+        stuck
+    }
+}
+
+/// The first partition whose committed offset stood still across the window while records
+/// arrived past it (more than trailing transaction markers).
+fn stalled(then: &Marks, now: &Marks) -> Option<String> {
+    now.iter().find_map(|((topic, p), (committed, high))| {
+        let (was_committed, was_high) = then.get(&(topic.clone(), *p))?;
+        (committed == was_committed && high > was_high && high - committed >= STALL_GAP).then(
+            || {
+                format!(
+                    "{topic} [{p}]: {} records past offset {committed}",
+                    high - committed
+                )
+            },
+        )
+    })
+}
+
+/// Each assigned partition's committed offset and high watermark (`None` while the broker or
+/// the group coordinator does not answer: the window then starts again).
+fn marks(consumer: &BaseConsumer<EosContext>, timeout: Duration) -> Option<Marks> {
+    let committed = consumer.committed(timeout).ok()?;
+    let mut out = Marks::new();
+    for e in committed.elements() {
+        let Offset::Offset(at) = e.offset() else {
+            continue;
+        };
+        let (_, high) = consumer
+            .fetch_watermarks(e.topic(), e.partition(), timeout)
+            .ok()?;
+        out.insert((e.topic().to_owned(), e.partition()), (at, high));
+    }
+    Some(out)
 }
 
 impl std::fmt::Debug for Runner {
@@ -108,6 +191,7 @@ impl Runner {
             polled: Instant::now(),
             consumer_errors: Throttle::new(ERROR_LOG_EVERY),
             fenced: Vec::new(),
+            watchdog: Watchdog::new(),
         })
     }
 
@@ -153,13 +237,29 @@ impl Runner {
                 // consumer starts from the group's committed offsets.
                 tracing::warn!(error = %e, "the consumer failed for good; starting a new one");
                 status.set(Some(format!("rejoining the group after: {e}")));
-                self.consumer = new_consumer(&self.cfg, &self.metrics)?;
+                self.replace_consumer("failed")?;
                 return Ok(Polled {
                     batch: Vec::new(),
                     moved_here: false,
                 });
             }
         };
+        if batch.is_empty() {
+            if let Some(stuck) = self.watchdog.check(&self.consumer, self.cfg.step_timeout()) {
+                tracing::warn!(
+                    stuck,
+                    window_s = STALL_WINDOW.as_secs(),
+                    "the consumer delivered nothing while records arrived; starting a new one, which resumes from the committed offsets"
+                );
+                self.replace_consumer("stalled")?;
+                return Ok(Polled {
+                    batch: Vec::new(),
+                    moved_here: false,
+                });
+            }
+        } else {
+            self.watchdog.progress();
+        }
         let ctx = self.consumer.context();
         if ctx.rebalanced.swap(false, Ordering::Relaxed) {
             if !batch.is_empty() {
@@ -496,7 +596,17 @@ impl Runner {
         }
         tracing::warn!(error = %last, "cannot rewind to the committed offsets; starting a new consumer, which resumes from them");
         status.set(Some(format!("rejoining the group after: {last}")));
+        self.replace_consumer("rewind")
+    }
+
+    /// A new group consumer in place of this one: it starts from the committed offsets.
+    fn replace_consumer(&mut self, reason: &str) -> Result<()> {
+        self.metrics
+            .consumer_restarts
+            .with_label_values(&[reason])
+            .inc();
         self.consumer = new_consumer(&self.cfg, &self.metrics)?;
+        self.watchdog = Watchdog::new();
         Ok(())
     }
 
@@ -631,5 +741,35 @@ fn abort_reason(e: &Error) -> &'static str {
         Error::Kafka(t) if t.contains("imed out") => "timeout",
         Error::Kafka(_) => "kafka",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(list: &[(i32, i64, i64)]) -> Marks {
+        list.iter()
+            .map(|(p, c, h)| (("bl.incident.v1".to_owned(), *p), (*c, *h)))
+            .collect()
+    }
+
+    #[test]
+    fn a_consumer_is_stalled_only_when_records_arrived_past_a_commit_that_stood_still() {
+        let then = at(&[(0, 100, 101), (1, 50, 51)]);
+        // Records arrived on partition 1 and its commit did not move: stuck.
+        let stuck = stalled(&then, &at(&[(0, 100, 101), (1, 50, 90)]));
+        assert_eq!(
+            stuck.as_deref(),
+            Some("bl.incident.v1 [1]: 40 records past offset 50")
+        );
+        // The commit moved: working.
+        assert_eq!(stalled(&then, &at(&[(0, 100, 101), (1, 89, 90)])), None);
+        // Nothing arrived: idle, not stuck.
+        assert_eq!(stalled(&then, &at(&[(0, 100, 101), (1, 50, 51)])), None);
+        // Only transaction markers arrived (empty or aborted transactions): not stuck.
+        assert_eq!(stalled(&then, &at(&[(0, 100, 103), (1, 50, 51)])), None);
+        // A partition not seen at the window's start (newly assigned): judged next window.
+        assert_eq!(stalled(&Marks::new(), &at(&[(1, 50, 90)])), None);
     }
 }

@@ -59,6 +59,12 @@ fn tx(stage: &str, reads: &str) -> TxMetrics {
             format!("Times the {stage} stage found its producer's queue full.")
         )
         .expect("metric"),
+        consumer_restarts: register_int_counter_vec!(
+            format!("bluelight_context_{stage}_consumer_restarts_total"),
+            format!("Times the {stage} stage's group consumer was replaced, by reason: failed, rewind (offsets unreadable after an abort), stalled (records arrived but none came for a whole watchdog window)."),
+            &["reason"]
+        )
+        .expect("metric"),
     }
 }
 

@@ -32,6 +32,7 @@ pub(crate) struct Metrics {
     pub agreements_ended: IntCounterVec,
     pub tombstones: IntCounterVec,
     pub context_blocks: IntCounterVec,
+    pub consumer_restarts: IntCounterVec,
     pub context_subjects: IntGauge,
 }
 
@@ -116,6 +117,12 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["topic", "partition"]
     )
     .expect("metric"),
+    consumer_restarts: register_int_counter_vec!(
+        "bluelight_projector_consumer_restarts_total",
+        "Times the group consumer was replaced, by reason: failed (for good), rewind (offsets unreadable after an abort), stalled (records arrived but none came for a whole watchdog window).",
+        &["reason"]
+    )
+    .expect("metric"),
     context_blocks: register_int_counter_vec!(
         "bluelight_projector_context_blocks_total",
         "Incident feed records sent with a context block, by agreement (each block audited with its record).",
@@ -181,6 +188,7 @@ pub(crate) fn tx() -> crate::eos::TxMetrics {
         lag: METRICS.lag.clone(),
         paused: METRICS.paused.clone(),
         queue_full: METRICS.queue_full.clone(),
+        consumer_restarts: METRICS.consumer_restarts.clone(),
     }
 }
 

@@ -20,6 +20,7 @@ pub(crate) struct Metrics {
     pub lag: IntGaugeVec,
     pub paused: IntGauge,
     pub queue_full: IntCounter,
+    pub consumer_restarts: IntCounterVec,
     pub acks: IntCounterVec,
     pub delivered: IntCounterVec,
     pub alerts: IntCounterVec,
@@ -88,6 +89,12 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     queue_full: register_int_counter!(
         "bluelight_victim_updates_producer_queue_full_total",
         "Times a send found the producer's queue full and waited for room."
+    )
+    .expect("metric"),
+    consumer_restarts: register_int_counter_vec!(
+        "bluelight_victim_updates_consumer_restarts_total",
+        "Times the group consumer was replaced, by reason: failed, rewind (offsets unreadable after an abort), stalled (records arrived but none came for a whole watchdog window).",
+        &["reason"]
     )
     .expect("metric"),
     acks: register_int_counter_vec!(
@@ -167,6 +174,12 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Times the tracker found its producer's queue full."
         )
         .expect("metric"),
+        consumer_restarts: register_int_counter_vec!(
+            "bluelight_victim_deadlines_consumer_restarts_total",
+            "Times the tracker's consumer was replaced, by reason: failed, rewind (offsets unreadable after an abort), stalled (records arrived but none came for a whole watchdog window).",
+            &["reason"]
+        )
+        .expect("metric"),
     },
 }
 });
@@ -183,6 +196,7 @@ pub(crate) fn tx() -> crate::eos::TxMetrics {
         lag: METRICS.lag.clone(),
         paused: METRICS.paused.clone(),
         queue_full: METRICS.queue_full.clone(),
+        consumer_restarts: METRICS.consumer_restarts.clone(),
     }
 }
 
