@@ -359,7 +359,6 @@ async fn a_broker_paused_past_the_clients_timeouts_under_load_loses_and_repeats_
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "open bug: in a full-suite run (a 7 s restart of a broker holding the whole suite's data) the projector stopped projecting after the broker came back, silently; it passes alone (deploy/local/test --test faults -- --ignored)"]
 async fn a_broker_restarted_under_load_loses_and_repeats_nothing() {
     let _one = ONE_AT_A_TIME.lock().await;
     under_load("broker restarted", "fault-restart", async {

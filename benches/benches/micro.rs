@@ -7,7 +7,10 @@
 //!   (event, agreement) pair with it;
 //! - `projection/<n>_agreements`: one whole projection step in memory (decode, decide every
 //!   agreement, transform, encode every feed record and its audit record) with 1, 10 and 50
-//!   agreements that each share the event.
+//!   agreements that each share the event;
+//! - `context/<with|without>`: the same step under the ambulance agreement with and without its
+//!   `[[context]]` clause, the event's two people and place each with 20 earlier contacts: what
+//!   a context block costs.
 //!
 //! `cargo bench -p bluelight-benches --bench micro`; the end-to-end harness against the broker is described in
 //! benches/README.md.
@@ -22,6 +25,7 @@ use bluelight_avro::{
     },
 };
 use bluelight_consumers::{
+    context::{History, Rules, SubjectKeys, extract},
     policy::{Entity, load_str},
     project::{Event, Projector, feed_topic},
 };
@@ -211,5 +215,58 @@ fn projection(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, adapters, avro, agreement, projection);
+/// The ambulance agreement's projection of a welfare call with and without its context clause.
+fn context(c: &mut Criterion) {
+    const SECRET: &[u8] = b"bench secret";
+    let codec = codec();
+    codec
+        .preload::<IncidentEvent>(200, "feed.swast.incident.v1-value")
+        .expect("preload");
+    let text = std::fs::read_to_string(format!("{AGREEMENTS}/police-to-ambulance-casualties.toml"))
+        .expect("ambulance agreement");
+    let without = text.split("[[context]]").next().expect("text").to_owned();
+    let rules = Arc::new(Rules::shipped().expect("rules"));
+    let mut call = rtc();
+    call.incident_type = Some(bluelight_avro::records::Code::new(
+        "bl-incident-type",
+        "WELFARE",
+    ));
+    // Twenty earlier welfare calls about the same people at the same place.
+    let keys = SubjectKeys::new(SECRET);
+    let mut histories: std::collections::HashMap<String, History> = Default::default();
+    for i in 0..20_i64 {
+        let mut earlier = call.clone();
+        earlier.incident_id = format!("INC-EARLIER-{i}");
+        earlier.envelope.event_id = bluelight_avro::records::Id::random();
+        earlier.envelope.occurred_at = Timestamp(call.envelope.occurred_at.0 - (i + 1) * 3_600_000);
+        for o in extract::incident(&keys, &earlier) {
+            histories.entry(o.subject.clone()).or_default().observe(&o);
+        }
+    }
+    let payload = codec.encode("bl.incident.v1-value", &call).expect("encode");
+    let mut g = c.benchmark_group("context");
+    g.throughput(Throughput::Elements(1));
+    for (name, agreement) in [("with", text), ("without", without)] {
+        let policy = load_str(&[("a.toml".into(), agreement)], today()).expect("loads");
+        let p = Projector::new(Arc::new(policy), SECRET, "bench").with_context_rules(rules.clone());
+        let check = p
+            .project_encoded_with(&Event::Incident(call.clone()), today(), NOW, &histories)
+            .expect("project");
+        assert_eq!(check.feeds.len(), 1, "the ambulance gets the welfare call");
+        assert_eq!(check.feeds[0].context, name == "with");
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let event =
+                    Event::decode(&codec, Entity::Incident, black_box(&payload)).expect("decode");
+                p.project_encoded_with(&event, today(), NOW, &histories)
+                    .expect("project")
+                    .feeds
+                    .len()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, adapters, avro, agreement, projection, context);
 criterion_main!(benches);

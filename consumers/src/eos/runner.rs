@@ -3,7 +3,10 @@
 
 use std::{
     collections::BTreeMap,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -68,7 +71,11 @@ pub struct Polled {
 
 pub struct Runner {
     cfg: EosConfig,
-    producer: TxProducer,
+    /// Shared with the helper thread of [`Runner::send_offsets`], which may outlive a wedged
+    /// call.
+    producer: Arc<TxProducer>,
+    /// Set when a transaction call hung past its timeout: the producer is replaced, not used.
+    wedged: AtomicBool,
     consumer: BaseConsumer<EosContext>,
     metrics: TxMetrics,
     /// When the producer was last fenced: too often means a twin with the same id.
@@ -86,6 +93,10 @@ pub struct Runner {
 /// How long a consumer may deliver nothing while records arrive on its partitions before it is
 /// replaced (the new one resumes from the committed offsets, so nothing is skipped).
 const STALL_WINDOW: Duration = Duration::from_secs(30);
+
+/// How long past its own timeout a `send_offsets_to_transaction` call may take before it is
+/// given up as hung.
+const OFFSETS_GRACE: Duration = Duration::from_secs(5);
 
 /// Records past the committed offset that count as waiting: more than the transaction markers
 /// that trail every transaction's records (they are never delivered).
@@ -150,14 +161,17 @@ fn stalled(then: &Marks, now: &Marks) -> Option<String> {
 /// Each assigned partition's committed offset and high watermark (`None` while the broker or
 /// the group coordinator does not answer: the window then starts again).
 fn marks(consumer: &BaseConsumer<EosContext>, timeout: Duration) -> Option<Marks> {
-    let committed = consumer.committed(timeout).ok()?;
+    // One budget for every request: a broker that is away costs `timeout`, once.
+    let deadline = Instant::now() + timeout;
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let committed = consumer.committed(left()).ok()?;
     let mut out = Marks::new();
     for e in committed.elements() {
         let Offset::Offset(at) = e.offset() else {
             continue;
         };
         let (_, high) = consumer
-            .fetch_watermarks(e.topic(), e.partition(), timeout)
+            .fetch_watermarks(e.topic(), e.partition(), left())
             .ok()?;
         out.insert((e.topic().to_owned(), e.partition()), (at, high));
     }
@@ -181,11 +195,12 @@ impl Runner {
         stop: &AtomicBool,
         status: &Status,
     ) -> Result<Self> {
-        let producer = new_producer(&cfg, stop, status)?;
+        let producer = Arc::new(new_producer(&cfg, stop, status)?);
         let consumer = new_consumer(&cfg, &metrics)?;
         Ok(Runner {
             cfg,
             producer,
+            wedged: AtomicBool::new(false),
             consumer,
             metrics,
             polled: Instant::now(),
@@ -462,6 +477,54 @@ impl Runner {
         Ok(())
     }
 
+    /// `send_offsets_to_transaction` on a helper thread, given up past its timeout and a grace:
+    /// librdkafka can block in it for ever when the group coordinator was unreachable
+    /// (its timeout is not checked there: confluentinc/librdkafka#5456, open in 2.12 and
+    /// 2.14). A call given up marks the producer wedged, the transaction fails, and
+    /// [`Runner::recover`] starts a new producer with the same transactional id, which fences
+    /// the old one and aborts its transaction on the broker. The helper keeps the old producer
+    /// alive until its call returns.
+    fn send_offsets(&self, tpl: &TopicPartitionList, stop: &AtomicBool) -> Result<()> {
+        let timeout = self.cfg.step_timeout();
+        let mut wait = Duration::from_millis(200);
+        loop {
+            let group = self
+                .consumer
+                .group_metadata()
+                .ok_or_else(|| Error::Kafka("no consumer group metadata".into()))?;
+            let (producer, offsets) = (self.producer.clone(), tpl.clone());
+            let (done, result) = std::sync::mpsc::sync_channel(1);
+            std::thread::Builder::new()
+                .name("send-offsets".into())
+                .spawn(move || {
+                    let _ =
+                        done.send(producer.send_offsets_to_transaction(&offsets, &group, timeout));
+                })
+                .map_err(|e| Error::Kafka(format!("cannot start a thread: {e}")))?;
+            match result.recv_timeout(timeout + OFFSETS_GRACE) {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(KafkaError::Transaction(e)))
+                    if e.is_retriable() && !stop.load(Ordering::Relaxed) =>
+                {
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "sending offsets");
+                    backoff(stop, wait);
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Ok(Err(e)) => return Err(kafka(e)),
+                Err(_) => {
+                    self.wedged.store(true, Ordering::Relaxed);
+                    tracing::error!(
+                        timeout_ms = timeout.as_millis() as u64,
+                        "sending offsets to the transaction hung past its timeout (librdkafka#5456); the producer will be replaced"
+                    );
+                    return Err(Error::Kafka(
+                        "sending offsets hung past its timeout; the producer is replaced".into(),
+                    ));
+                }
+            }
+        }
+    }
+
     fn commit_offsets(&self, tpl: &TopicPartitionList, stop: &AtomicBool) -> Result<()> {
         let started = Instant::now();
         if self.cfg.delivery == Delivery::AtLeastOnce {
@@ -475,14 +538,7 @@ impl Runner {
             return Ok(());
         }
         if tpl.count() > 0 {
-            let group = self
-                .consumer
-                .group_metadata()
-                .ok_or_else(|| Error::Kafka("no consumer group metadata".into()))?;
-            retry_txn(stop, "sending offsets", || {
-                self.producer
-                    .send_offsets_to_transaction(tpl, &group, self.cfg.step_timeout())
-            })?;
+            self.send_offsets(tpl, stop)?;
         }
         let offsets_sent = started.elapsed();
         let mut drained = offsets_sent;
@@ -510,6 +566,10 @@ impl Runner {
             .with_label_values(&[abort_reason(e)])
             .inc();
         let aborted = match self.cfg.delivery {
+            // A call still hangs in the producer: no other call can be made on it.
+            Delivery::ExactlyOnce if self.wedged.swap(false, Ordering::Relaxed) => {
+                Aborted::Unusable
+            }
             Delivery::ExactlyOnce => self.abort(stop, status)?,
             // Nothing to abort: what was sent stays sent, and the batch comes again.
             Delivery::AtLeastOnce => Aborted::Done,
@@ -518,7 +578,7 @@ impl Runner {
             Aborted::Done => {}
             Aborted::Unusable => {
                 tracing::warn!(error = %e, "the transactional producer cannot abort; starting a new one");
-                self.producer = new_producer(&self.cfg, stop, status)?;
+                self.producer = Arc::new(new_producer(&self.cfg, stop, status)?);
             }
             Aborted::Fenced => {
                 // A broker that timed the transaction out fences its producer once; only a real
@@ -534,7 +594,7 @@ impl Runner {
                     )));
                 }
                 tracing::warn!(error = %e, "the transactional producer was fenced; starting a new one");
-                self.producer = new_producer(&self.cfg, stop, status)?;
+                self.producer = Arc::new(new_producer(&self.cfg, stop, status)?);
             }
         }
         status.set(Some(format!("retrying after: {e}")));
