@@ -358,6 +358,34 @@ async fn a_broker_paused_past_the_clients_timeouts_under_load_loses_and_repeats_
     .await;
 }
 
+/// librdkafka can block in `send_offsets_to_transaction` for ever after the group coordinator
+/// was unreachable (confluentinc/librdkafka#5456); once, after a broker restart, a projector
+/// stopped so. The runner gives such a call up and replaces the producer: here the first call
+/// is made to hang (a fault-injection variable) and every record must still arrive once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transaction_call_that_hangs_is_given_up_and_nothing_is_lost_or_repeated() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let s = setup("fault-hang").await;
+    let projector = common::project::start_projector_env(
+        &s,
+        &unique("project-"),
+        "0",
+        &[("BLUELIGHT_FAULT_HANG_SEND_OFFSETS_MS", "30000")],
+    )
+    .await;
+    let records = rtcs(&s, 400);
+    steady_load(&s, records.clone()).await.expect("load");
+    reconcile("a hung offsets call", &s, &records).await;
+    let hung = common::metric_sum(
+        &projector.url,
+        "bluelight_projector_transaction_aborts_total",
+        "reason=\"hung\"",
+    )
+    .await;
+    println!("transactions given up as hung: {hung:?}");
+    assert_eq!(hung, Some(1.0), "the hung call was given up once");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broker_restarted_under_load_loses_and_repeats_nothing() {
     let _one = ONE_AT_A_TIME.lock().await;

@@ -76,6 +76,9 @@ pub struct Runner {
     producer: Arc<TxProducer>,
     /// Set when a transaction call hung past its timeout: the producer is replaced, not used.
     wedged: AtomicBool,
+    /// Fault injection for the fault suite: the first offsets send hangs this long, as
+    /// librdkafka#5456 makes it (`BLUELIGHT_FAULT_HANG_SEND_OFFSETS_MS`; unset in production).
+    hang_once: std::sync::Mutex<Option<Duration>>,
     consumer: BaseConsumer<EosContext>,
     metrics: TxMetrics,
     /// When the producer was last fenced: too often means a twin with the same id.
@@ -201,6 +204,12 @@ impl Runner {
             cfg,
             producer,
             wedged: AtomicBool::new(false),
+            hang_once: std::sync::Mutex::new(
+                std::env::var("BLUELIGHT_FAULT_HANG_SEND_OFFSETS_MS")
+                    .ok()
+                    .and_then(|ms| ms.parse().ok())
+                    .map(Duration::from_millis),
+            ),
             consumer,
             metrics,
             polled: Instant::now(),
@@ -493,10 +502,14 @@ impl Runner {
                 .group_metadata()
                 .ok_or_else(|| Error::Kafka("no consumer group metadata".into()))?;
             let (producer, offsets) = (self.producer.clone(), tpl.clone());
+            let hang = self.hang_once.lock().ok().and_then(|mut h| h.take());
             let (done, result) = std::sync::mpsc::sync_channel(1);
             std::thread::Builder::new()
                 .name("send-offsets".into())
                 .spawn(move || {
+                    if let Some(hang) = hang {
+                        std::thread::sleep(hang);
+                    }
                     let _ =
                         done.send(producer.send_offsets_to_transaction(&offsets, &group, timeout));
                 })
@@ -798,6 +811,7 @@ fn is_fatal(e: &KafkaError) -> bool {
 fn abort_reason(e: &Error) -> &'static str {
     match e {
         Error::Avro(_) => "registry",
+        Error::Kafka(t) if t.contains("hung past") => "hung",
         Error::Kafka(t) if t.contains("imed out") => "timeout",
         Error::Kafka(_) => "kafka",
         _ => "other",
