@@ -580,15 +580,17 @@ impl Runner {
             .inc();
         let aborted = match self.cfg.delivery {
             // A call still hangs in the producer: no other call can be made on it.
-            Delivery::ExactlyOnce if self.wedged.swap(false, Ordering::Relaxed) => {
-                Aborted::Unusable
-            }
+            Delivery::ExactlyOnce if self.wedged.swap(false, Ordering::Relaxed) => Aborted::Wedged,
             Delivery::ExactlyOnce => self.abort(stop, status)?,
             // Nothing to abort: what was sent stays sent, and the batch comes again.
             Delivery::AtLeastOnce => Aborted::Done,
         };
         match aborted {
             Aborted::Done => {}
+            Aborted::Wedged => {
+                tracing::warn!(error = %e, "a call still hangs in the transactional producer; starting a new one, which fences it and aborts its transaction");
+                self.producer = Arc::new(new_producer(&self.cfg, stop, status)?);
+            }
             Aborted::Unusable => {
                 tracing::warn!(error = %e, "the transactional producer cannot abort; starting a new one");
                 self.producer = Arc::new(new_producer(&self.cfg, stop, status)?);
@@ -704,6 +706,8 @@ enum Aborted {
     Fenced,
     /// Failed for good, or could not finish: a new producer aborts on the broker instead.
     Unusable,
+    /// A call hangs in it (see [`Runner::send_offsets`]): no other call can be made on it.
+    Wedged,
 }
 
 /// More fencings than this in a minute means a twin instance, not a broker that came back.
