@@ -552,11 +552,7 @@ impl Projector {
         let topic = feed_topic(&a.recipient.org, entity);
         let env = event.envelope();
         let envelope = self.audit_envelope(event, reference.disclosure_id, now);
-        let (disclosed, transformed, withheld) =
-            match (block, &self.with_context[agreement][clause]) {
-                (Some(_), Some((d, t, w))) => (d, t, w),
-                _ => (&plan.disclosed, &plan.transformed, &plan.withheld),
-            };
+        let (disclosed, transformed, withheld) = self.lists(agreement, clause, block.is_some());
         let mut audit = Vec::with_capacity(1024);
         bluelight_avro::codec::fast::write(
             &AuditView {
@@ -609,6 +605,23 @@ impl Projector {
         self.disclose_with(agreement, clause, event, json, now, None)
     }
 
+    /// The field lists an audit record quotes for one clause's copy: with the context block's
+    /// fields when the copy carries one.
+    fn lists(
+        &self,
+        agreement: usize,
+        clause: usize,
+        with_block: bool,
+    ) -> (&[String], &[FieldTransform], &[String]) {
+        match (with_block, &self.with_context[agreement][clause]) {
+            (true, Some((d, t, w))) => (d, t, w),
+            _ => {
+                let plan = &self.plans[agreement][clause];
+                (&plan.disclosed, &plan.transformed, &plan.withheld)
+            }
+        }
+    }
+
     /// [`Projector::disclose`], the copy carrying `block` if there is one.
     fn disclose_with(
         &self,
@@ -647,14 +660,8 @@ impl Projector {
             )
         })?;
         let key = record.key().to_owned();
-        let lists = match (block, &self.with_context[agreement][clause]) {
-            (Some(_), Some(lists)) => lists.clone(),
-            _ => (
-                plan.disclosed.clone(),
-                plan.transformed.clone(),
-                plan.withheld.clone(),
-            ),
-        };
+        let (d, t, w) = self.lists(agreement, clause, block.is_some());
+        let lists = (d.to_vec(), t.to_vec(), w.to_vec());
         let mut audit = self.audit(
             a,
             &c.id,
