@@ -102,39 +102,12 @@ impl History {
                 let i = match found {
                     Some(i) => i,
                     None => {
-                        self.contacts.push(Contact {
-                            reference: o.reference.clone(),
-                            event_id: o.event_id,
-                            at: o.at,
-                            last_at: o.at,
-                            incident_type: None,
-                            agencies: Vec::new(),
-                            org: o.org.clone(),
-                            roles: Vec::new(),
-                            markers: Vec::new(),
-                            open_case: o.reference.starts_with("case/"),
-                        });
+                        self.contacts.push(Contact::opened(o));
                         changed = true;
                         self.contacts.len() - 1
                     }
                 };
-                let c = &mut self.contacts[i];
-                let before = c.clone();
-                if (o.at, o.event_id) < (c.at, c.event_id) {
-                    c.at = o.at;
-                    c.event_id = o.event_id;
-                }
-                if o.at >= c.last_at {
-                    c.last_at = o.at;
-                    if o.incident_type.is_some() {
-                        c.incident_type.clone_from(&o.incident_type);
-                    }
-                    c.open_case = c.open_case && o.event_type != EventType::CaseClosed;
-                }
-                merge(&mut c.agencies, &o.agencies);
-                merge(&mut c.roles, &o.roles);
-                merge(&mut c.markers, &o.markers);
-                changed |= *c != before;
+                changed |= self.contacts[i].merge(o);
             }
         }
         if changed {
@@ -156,80 +129,160 @@ impl History {
     /// What the history says as of `as_of` (ms), counting only contacts begun by then.
     pub fn summarise(&self, kind: SubjectKind, rules: &Rules, as_of: i64) -> Summary {
         let seen: Vec<&Contact> = self.contacts.iter().filter(|c| c.at <= as_of).collect();
-        let windows = WINDOWS
+        summarise(&seen, kind, rules, as_of)
+    }
+
+    /// What the history says as of `o`'s moment once `o` is applied, and the latest contact
+    /// before it (not `o`'s own), without changing or copying the history: the projector's
+    /// view of a subject as of an event it is deciding.
+    pub fn summarise_with(&self, o: &Observation, rules: &Rules) -> (Summary, Option<&Contact>) {
+        let as_of = o.at;
+        let mut own = self
+            .contacts
             .iter()
-            .map(|days| {
-                let since = as_of - i64::from(*days) * DAY_MS;
-                let mut w = Window {
-                    days: *days,
-                    contacts: 0,
-                    by_agency: BTreeMap::new(),
-                    by_type: BTreeMap::new(),
-                };
-                for c in seen.iter().filter(|c| c.at > since) {
-                    w.contacts += 1;
-                    for a in &c.agencies {
-                        *w.by_agency.entry(agency_name(*a).to_owned()).or_default() += 1;
-                    }
-                    if let Some(t) = &c.incident_type {
-                        *w.by_type.entry(t.clone()).or_default() += 1;
-                    }
-                }
-                w
-            })
+            .find(|c| c.reference == o.reference)
+            .cloned()
+            .unwrap_or_else(|| Contact::opened(o));
+        own.merge(o);
+        let earlier = self
+            .contacts
+            .iter()
+            .rfind(|c| c.at <= as_of && c.reference != o.reference);
+        let mut seen: Vec<&Contact> = self
+            .contacts
+            .iter()
+            .filter(|c| c.at <= as_of && c.reference != o.reference)
             .collect();
-        let mut markers = Vec::new();
-        for c in &seen {
-            merge(&mut markers, &c.markers);
+        if own.at <= as_of {
+            let at = seen.partition_point(|c| (c.at, &c.reference) < (own.at, &own.reference));
+            seen.insert(at, &own);
         }
-        let flags = rules
-            .about(kind)
-            .filter_map(|r| {
-                let since = r.since(as_of);
-                let matched: Vec<&&Contact> = seen
-                    .iter()
-                    .filter(|c| c.at > since && r.counts(c))
-                    .collect();
-                let count = u32::try_from(matched.len()).unwrap_or(u32::MAX);
-                if count < r.at_least {
-                    return None;
+        (summarise(&seen, o.kind, rules, as_of), earlier)
+    }
+}
+
+impl Contact {
+    /// The contact an observation opens, before the observation is merged in.
+    fn opened(o: &Observation) -> Self {
+        Contact {
+            reference: o.reference.clone(),
+            event_id: o.event_id,
+            at: o.at,
+            last_at: o.at,
+            incident_type: None,
+            agencies: Vec::new(),
+            org: o.org.clone(),
+            roles: Vec::new(),
+            markers: Vec::new(),
+            open_case: o.reference.starts_with("case/"),
+        }
+    }
+
+    /// Merges one observation of this contact in; returns whether anything changed.
+    fn merge(&mut self, o: &Observation) -> bool {
+        let before = self.clone();
+        if (o.at, o.event_id) < (self.at, self.event_id) {
+            self.at = o.at;
+            self.event_id = o.event_id;
+        }
+        if o.at >= self.last_at {
+            self.last_at = o.at;
+            if o.incident_type.is_some() {
+                self.incident_type.clone_from(&o.incident_type);
+            }
+            self.open_case = self.open_case && o.event_type != EventType::CaseClosed;
+        }
+        merge(&mut self.agencies, &o.agencies);
+        merge(&mut self.roles, &o.roles);
+        merge(&mut self.markers, &o.markers);
+        *self != before
+    }
+}
+
+/// Adds one to `key`'s count, allocating the key only the first time it is met.
+fn count(counts: &mut BTreeMap<String, u32>, key: &str) {
+    match counts.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(key.to_owned(), 1);
+        }
+    }
+}
+
+/// What the contacts begun by `as_of` (`seen`, oldest first) add up to.
+fn summarise(seen: &[&Contact], kind: SubjectKind, rules: &Rules, as_of: i64) -> Summary {
+    let windows = WINDOWS
+        .iter()
+        .map(|days| {
+            let since = as_of - i64::from(*days) * DAY_MS;
+            let mut w = Window {
+                days: *days,
+                contacts: 0,
+                by_agency: BTreeMap::new(),
+                by_type: BTreeMap::new(),
+            };
+            for c in seen.iter().filter(|c| c.at > since) {
+                w.contacts += 1;
+                for a in &c.agencies {
+                    count(&mut w.by_agency, agency_name(*a));
                 }
-                let last_agency = matched
-                    .last()
-                    .and_then(|c| c.agencies.first())
-                    .map_or("an unrecorded agency", |a| agency_name(*a));
-                Some(Flag {
-                    rule: r.id.clone(),
-                    explanation: r
-                        .explain
-                        .replace("{count}", &count.to_string())
-                        .replace("{days}", &r.window_days.to_string())
-                        .replace("{last_agency}", &last_agency.to_lowercase()),
-                    count,
-                    window_days: r.window_days,
-                    at_least: r.at_least,
-                    evidence: matched.iter().map(|c| c.event_id).collect(),
-                })
+                if let Some(t) = &c.incident_type {
+                    count(&mut w.by_type, t);
+                }
+            }
+            w
+        })
+        .collect();
+    let mut markers = Vec::new();
+    for c in seen {
+        merge(&mut markers, &c.markers);
+    }
+    let flags = rules
+        .about(kind)
+        .filter_map(|r| {
+            let since = r.since(as_of);
+            let matched: Vec<&&Contact> = seen
+                .iter()
+                .filter(|c| c.at > since && r.counts(c))
+                .collect();
+            let count = u32::try_from(matched.len()).unwrap_or(u32::MAX);
+            if count < r.at_least {
+                return None;
+            }
+            let last_agency = matched
+                .last()
+                .and_then(|c| c.agencies.first())
+                .map_or("an unrecorded agency", |a| agency_name(*a));
+            Some(Flag {
+                rule: r.id.clone(),
+                explanation: r
+                    .explain
+                    .replace("{count}", &count.to_string())
+                    .replace("{days}", &r.window_days.to_string())
+                    .replace("{last_agency}", &last_agency.to_lowercase()),
+                count,
+                window_days: r.window_days,
+                at_least: r.at_least,
+                evidence: matched.iter().map(|c| c.event_id).collect(),
             })
-            .collect();
-        Summary {
-            as_of,
-            windows,
-            open_cases: u32::try_from(seen.iter().filter(|c| c.open_case).count())
-                .unwrap_or(u32::MAX),
-            markers,
-            last_contact: seen.last().map(|c| LastContact {
-                at: c.at,
-                incident_type: c.incident_type.clone(),
-                agencies: c
-                    .agencies
-                    .iter()
-                    .map(|a| agency_name(*a).to_owned())
-                    .collect(),
-            }),
-            flags,
-            rules_version: rules.version.clone(),
-        }
+        })
+        .collect();
+    Summary {
+        as_of,
+        windows,
+        open_cases: u32::try_from(seen.iter().filter(|c| c.open_case).count()).unwrap_or(u32::MAX),
+        markers,
+        last_contact: seen.last().map(|c| LastContact {
+            at: c.at,
+            incident_type: c.incident_type.clone(),
+            agencies: c
+                .agencies
+                .iter()
+                .map(|a| agency_name(*a).to_owned())
+                .collect(),
+        }),
+        flags,
+        rules_version: rules.version.clone(),
     }
 }
 

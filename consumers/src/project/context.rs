@@ -19,7 +19,7 @@ use bluelight_avro::records::{
 
 use super::transform::Pseudonymiser;
 use crate::{
-    context::{History, Rules, SubjectKeys, SubjectKind, Summary, extract},
+    context::{Contact, History, Rules, SubjectKeys, SubjectKind, Summary, extract},
     policy::{ContextClause, ContextPart, Transform},
 };
 
@@ -45,44 +45,53 @@ impl ContextSource for HashMap<String, History> {
     }
 }
 
-/// One subject of an event with its history as of the event, gathered once for all agreements.
+/// One subject of an event as of the event, gathered once for all agreements.
 #[derive(Debug, Clone)]
 pub(super) struct Gathered {
     kind: SubjectKind,
     /// The person reference or UPRN as the source holds it: only ever sent as a clause says.
     raw: String,
     roles: Vec<PersonRole>,
-    /// This incident's contact (`incident/<id>`), told apart from the earlier ones.
-    reference: String,
-    history: History,
+    /// The latest earlier contact (not this incident), if any.
+    earlier: Option<ContextLastContact>,
     summary: Summary,
 }
 
-/// The event's people and place, each with its history and summary as of the event.
+/// The event's people and place, each summarised as of the event with the event applied (the
+/// history itself is neither changed nor copied).
 pub(super) fn gather(
     keys: &SubjectKeys,
     rules: &Rules,
     source: &dyn ContextSource,
     e: &IncidentEvent,
 ) -> Vec<Gathered> {
-    let as_of = e.envelope.occurred_at.0;
     extract::incident_with_refs(keys, e)
         .into_iter()
         .map(|(raw, o)| {
-            let mut history = History::default();
-            source.with_history(&o.subject, &mut |h| history.clone_from(h));
-            history.observe(&o);
-            let summary = history.summarise(o.kind, rules, as_of);
+            let mut found = None;
+            source.with_history(&o.subject, &mut |h| {
+                let (summary, earlier) = h.summarise_with(&o, rules);
+                found = Some((summary, earlier.map(last_contact)));
+            });
+            let (summary, earlier) =
+                found.unwrap_or_else(|| (History::default().summarise_with(&o, rules).0, None));
             Gathered {
                 kind: o.kind,
                 raw,
                 roles: o.roles,
-                reference: o.reference,
-                history,
+                earlier,
                 summary,
             }
         })
         .collect()
+}
+
+fn last_contact(c: &Contact) -> ContextLastContact {
+    ContextLastContact {
+        at: Timestamp(c.at),
+        incident_type: c.incident_type.clone(),
+        agencies: c.agencies.clone(),
+    }
 }
 
 /// One agreement's block, and the event ids its flags cite (for the audit record).
@@ -111,11 +120,7 @@ pub(super) fn block(
         if !covered {
             continue;
         }
-        let earlier = g
-            .history
-            .contacts
-            .iter()
-            .rfind(|c| c.at <= as_of && c.reference != g.reference);
+        let earlier = g.earlier.as_ref();
         let flags: Vec<ContextFlag> = if clause.shares(ContextPart::Flags) {
             g.summary
                 .flags
@@ -170,11 +175,7 @@ pub(super) fn block(
             },
             last_contact: earlier
                 .filter(|_| clause.shares(ContextPart::LastContact))
-                .map(|c| ContextLastContact {
-                    at: Timestamp(c.at),
-                    incident_type: c.incident_type.clone(),
-                    agencies: c.agencies.clone(),
-                }),
+                .cloned(),
             flags,
         });
     }
