@@ -125,6 +125,8 @@ async fn a_name_sent_through_the_pipeline_appears_in_no_log_line() {
 
     let personal = [FORENAMES, SURNAME, PHONE, "Zebedee"];
     let mut mentions_submission = 0;
+    // Lines logged inside the submission's span carry its trace id as a field of their own.
+    let mut trace_field = 0;
     for path in [&p_log, &i_log, &g_log] {
         let text = std::fs::read_to_string(path).expect("log");
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -145,10 +147,17 @@ async fn a_name_sent_through_the_pipeline_appears_in_no_log_line() {
             if line.contains(&trace_id) {
                 mentions_submission += 1;
             }
+            if parsed["span"]["trace_id"].as_str() == Some(trace_id.as_str()) {
+                trace_field += 1;
+            }
         }
     }
     assert!(
         mentions_submission > 0,
         "the ingest log should name the submission by its trace id, or this test proves nothing"
+    );
+    assert!(
+        trace_field > 0,
+        "a log line inside the submission's span carries span.trace_id = {trace_id}"
     );
 }

@@ -45,8 +45,18 @@ pub fn format(sc: &SpanContext) -> String {
 
 /// Makes `span` a child of `parent` (a `traceparent` value) and returns the `traceparent` for
 /// what is written under it: the span's own context when traces are exported, otherwise a new
-/// span id in the parent's trace (or in a new trace when there is no usable parent).
+/// span id in the parent's trace (or in a new trace when there is no usable parent). A span
+/// that declares a `trace_id` field (`trace_id = tracing::field::Empty`) gets it filled in, so
+/// every log line inside it names the trace on its own (`span.trace_id` in JSON logs).
 pub fn link(span: &tracing::Span, parent: Option<&str>) -> String {
+    let traceparent = link_context(span, parent);
+    if let Some(trace) = traceparent.split('-').nth(1) {
+        span.record("trace_id", trace);
+    }
+    traceparent
+}
+
+fn link_context(span: &tracing::Span, parent: Option<&str>) -> String {
     let remote = parent.and_then(parse);
     if let Some(sc) = &remote {
         let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(sc.clone()));

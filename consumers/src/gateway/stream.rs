@@ -346,7 +346,7 @@ async fn record_json(
             .and_then(|v| std::str::from_utf8(v).ok())
     });
     // The last hop of the record's trace: ingest, projector, then this stream.
-    let span = tracing::info_span!("gateway.stream", feed = %feed.topic, partition = m.partition(), offset = m.offset());
+    let span = tracing::info_span!("gateway.stream", feed = %feed.topic, partition = m.partition(), offset = m.offset(), trace_id = tracing::field::Empty);
     let traceparent = bluelight_topics::trace::link(&span, parent);
     let record = decode(codec, feed.entity, m.payload())
         .instrument(span)

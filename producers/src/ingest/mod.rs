@@ -258,7 +258,7 @@ async fn submit(
     .emit();
     // One span per submission, a child of the caller's trace context when it sent one; the
     // records carry this span's context on to the projector.
-    let span = tracing::info_span!("ingest.submission", source = %source.name, records = translation.accepted.len());
+    let span = tracing::info_span!("ingest.submission", source = %source.name, records = translation.accepted.len(), trace_id = tracing::field::Empty);
     let traceparent = bluelight_topics::trace::link(
         &span,
         headers.get("traceparent").and_then(|v| v.to_str().ok()),
@@ -273,18 +273,21 @@ async fn submit(
             source: &context,
             traceparent: Some(&traceparent),
         })
-        .instrument(span)
+        .instrument(span.clone())
         .await;
     metrics::set_in_flight(ingest.publisher.max_in_flight() - ingest.publisher.available());
     match outcome {
         Ok(published) => {
-            metrics::Published {
-                source: &source.name,
-                dead_lettered: published.dead_lettered,
-                seconds: started.elapsed().as_secs_f64(),
-                traceparent: &published.traceparent,
-            }
-            .emit();
+            // Inside the submission's span, so the line carries its trace id as a field.
+            span.in_scope(|| {
+                metrics::Published {
+                    source: &source.name,
+                    dead_lettered: published.dead_lettered,
+                    seconds: started.elapsed().as_secs_f64(),
+                    traceparent: &published.traceparent,
+                }
+                .emit();
+            });
             let status = if translation.rejected.is_empty() {
                 StatusCode::ACCEPTED
             } else {

@@ -208,7 +208,7 @@ fn transact(
         let started = Instant::now();
         // The event's span, a child of the ingest span that published it; what it writes carries
         // this span's context on to the gateway.
-        let span = tracing::info_span!("project.event", topic = %m.topic, partition = m.partition, offset = m.offset);
+        let span = tracing::info_span!("project.event", topic = %m.topic, partition = m.partition, offset = m.offset, trace_id = tracing::field::Empty);
         let traceparent = bluelight_topics::trace::link(
             &span,
             m.traceparent
