@@ -27,8 +27,10 @@ pub use config::{Delivery, EosConfig};
 pub use follow::Follower;
 use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 use rdkafka::{
+    Message,
     consumer::{BaseConsumer, ConsumerContext, Rebalance},
     error::KafkaError,
+    message::{BorrowedMessage, Header, Headers, OwnedHeaders},
 };
 pub use runner::{Delivered, Input, Polled, Runner, TxProducer, dead_letter_headers};
 
@@ -190,6 +192,27 @@ impl Throttle {
 }
 
 /// Waits up to `total`, returning early when `stop` is set.
+/// The value of header `name` on a consumed record.
+pub fn header<'a>(m: &'a BorrowedMessage<'_>, name: &str) -> Option<&'a [u8]> {
+    m.headers()
+        .and_then(|h| h.iter().find(|h| h.key == name).and_then(|h| h.value))
+}
+
+/// The headers of a state record: which deployment (`bl-group`) and which instance
+/// (`bl-writer`) wrote it, so deployments sharing a state topic keep apart and an instance
+/// can tell its own echoes from other instances' writes.
+pub fn state_headers(cfg: &EosConfig) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header {
+            key: "bl-group",
+            value: Some(cfg.group.as_bytes()),
+        })
+        .insert(Header {
+            key: "bl-writer",
+            value: Some(cfg.transactional_id.as_bytes()),
+        })
+}
+
 pub fn backoff(stop: &AtomicBool, total: Duration) {
     let until = Instant::now() + total;
     while Instant::now() < until && !stop.load(Ordering::Relaxed) {

@@ -14,7 +14,7 @@ use rdkafka::{
     ClientContext, Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, CommitMode, Consumer},
     error::{KafkaError, KafkaResult, RDKafkaErrorCode},
-    message::{BorrowedMessage, Header, Headers, OwnedHeaders},
+    message::{BorrowedMessage, Header, OwnedHeaders},
     producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer},
 };
 
@@ -745,13 +745,7 @@ pub fn dead_letter_headers(
 }
 
 fn input(m: &BorrowedMessage<'_>) -> Input {
-    let header = |name: &str| {
-        m.headers().and_then(|h| {
-            h.iter()
-                .find(|h| h.key == name)
-                .and_then(|h| h.value.map(<[u8]>::to_vec))
-        })
-    };
+    let header = |name: &str| super::header(m, name).map(<[u8]>::to_vec);
     Input {
         topic: m.topic().to_owned(),
         partition: m.partition(),

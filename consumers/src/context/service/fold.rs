@@ -9,17 +9,13 @@ use std::{
     sync::atomic::{AtomicBool, Ordering},
 };
 
-use rdkafka::{
-    Message,
-    message::{BorrowedMessage, Header, Headers, OwnedHeaders},
-    producer::BaseRecord,
-};
+use rdkafka::{Message, message::BorrowedMessage, producer::BaseRecord};
 
 use super::{CONTACTS_TOPIC, ContextConfig, DLQ_TOPIC, STATE_TOPIC, Status, metrics::METRICS};
 use crate::{
     Error, Result,
     context::{History, Observation, Rules, SubjectKind, history::SubjectState},
-    eos::{Follower, Input, Runner},
+    eos::{Follower, Input, Runner, header},
 };
 
 /// The route stage's reason shows in readiness under this prefix while it has one.
@@ -84,12 +80,6 @@ impl Held {
     }
 }
 
-fn header<'a>(m: &'a BorrowedMessage<'_>, name: &str) -> Option<&'a [u8]> {
-    m.headers()
-        .and_then(|h| h.iter().find(|h| h.key == name).and_then(|h| h.value))
-}
-
-/// Applies one `state.context.v1` record of this group: a history, or a tombstone.
 /// Applies one `state.context.v1` record of `group` (records of other groups are not ours).
 pub(crate) fn apply(held: &mut Held, group: &str, m: &BorrowedMessage<'_>) {
     if header(m, "bl-group").is_some_and(|g| g != group.as_bytes()) {
@@ -218,15 +208,7 @@ fn transact(
             changed.insert(o.subject.clone());
         }
     }
-    let headers = OwnedHeaders::new()
-        .insert(Header {
-            key: "bl-group",
-            value: Some(cfg.fold.group.as_bytes()),
-        })
-        .insert(Header {
-            key: "bl-writer",
-            value: Some(cfg.fold.transactional_id.as_bytes()),
-        });
+    let headers = crate::eos::state_headers(&cfg.fold);
     for subject in &changed {
         let Some((kind, history)) = staged.get(subject) else {
             continue;

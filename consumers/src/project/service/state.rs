@@ -5,12 +5,13 @@ use std::sync::atomic::AtomicBool;
 
 use rdkafka::{
     Message,
-    message::{BorrowedMessage, Header, Headers, OwnedHeaders},
+    message::{BorrowedMessage, OwnedHeaders},
 };
 
 use super::{STATE_TOPIC, config::ProjectConfig};
 use crate::{
     Result,
+    eos::header,
     project::{Ended, Receipts},
 };
 
@@ -22,23 +23,9 @@ pub(crate) fn mark_key(id: &str) -> String {
     format!("agreement/{id}")
 }
 
-/// Headers of every state record: which group (deployment) and which instance wrote it. A
-/// state topic shared by two groups (tests, or a blue/green pair) keeps their states apart.
+/// Headers of every state record (see [`crate::eos::state_headers`]).
 pub(crate) fn headers(cfg: &ProjectConfig) -> OwnedHeaders {
-    OwnedHeaders::new()
-        .insert(Header {
-            key: "bl-group",
-            value: Some(cfg.eos.group.as_bytes()),
-        })
-        .insert(Header {
-            key: "bl-writer",
-            value: Some(cfg.eos.transactional_id.as_bytes()),
-        })
-}
-
-fn header<'a>(m: &'a BorrowedMessage<'_>, name: &str) -> Option<&'a [u8]> {
-    m.headers()
-        .and_then(|h| h.iter().find(|h| h.key == name).and_then(|h| h.value))
+    crate::eos::state_headers(&cfg.eos)
 }
 
 /// `state.disclosures.v1`, followed: records of this group only, and not our own echoes once

@@ -11,7 +11,7 @@ use std::{
 use bluelight_avro::records::{ContactChannel, Timestamp, VictimUpdate};
 use rdkafka::{
     Message,
-    message::{BorrowedMessage, Header, Headers, OwnedHeaders},
+    message::{BorrowedMessage, Header, OwnedHeaders},
 };
 use serde::{Deserialize, Serialize};
 
@@ -102,10 +102,7 @@ impl OpenUpdates {
     /// Applies one state record of `group`: a tombstone closes, a value opens or raises the
     /// stage (never lowers it: an echo read late must not re-raise an alert).
     pub fn apply(&self, group: &str, m: &BorrowedMessage<'_>) {
-        let ours = m
-            .headers()
-            .and_then(|h| h.iter().find(|h| h.key == "bl-group").and_then(|h| h.value))
-            .is_some_and(|g| g == group.as_bytes());
+        let ours = crate::eos::header(m, "bl-group").is_some_and(|g| g == group.as_bytes());
         let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
             return;
         };
