@@ -14,7 +14,7 @@ use rdkafka::{Message, message::BorrowedMessage, producer::BaseRecord};
 use super::{CONTACTS_TOPIC, ContextConfig, DLQ_TOPIC, STATE_TOPIC, Status, metrics::METRICS};
 use crate::{
     Error, Result,
-    context::{History, Observation, Rules, SubjectKind, history::SubjectState},
+    context::{History, Observation, Rules, SubjectKind, Summary},
     eos::{Follower, Input, Runner, header},
 };
 
@@ -88,7 +88,7 @@ pub(crate) fn apply(held: &mut Held, group: &str, m: &BorrowedMessage<'_>) {
     let Some(subject) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
         return;
     };
-    match m.payload().map(serde_json::from_slice::<SubjectState>) {
+    match m.payload().map(serde_json::from_slice::<StateRead>) {
         None => held.remove(subject),
         Some(Ok(s)) => held.put(subject.to_owned(), s.kind, s.history),
         Some(Err(e)) => tracing::warn!(error = %e, "unreadable {STATE_TOPIC} record; skipped"),
@@ -163,6 +163,22 @@ pub(super) fn run(
 
 type Staged = BTreeMap<String, (SubjectKind, History)>;
 
+/// A [`crate::context::SubjectState`] as read back: its summary (for people reading the topic) is skipped, as
+/// every reader summarises as of its own moment.
+#[derive(serde::Deserialize)]
+struct StateRead {
+    kind: SubjectKind,
+    history: History,
+}
+
+/// A [`crate::context::SubjectState`] as written, borrowed: a history is encoded without being copied.
+#[derive(serde::Serialize)]
+struct StateRef<'a> {
+    kind: SubjectKind,
+    history: &'a History,
+    summary: &'a Summary,
+}
+
 fn transact(
     cfg: &ContextConfig,
     runner: &Runner,
@@ -215,10 +231,10 @@ fn transact(
         };
         let summary = history.summarise(*kind, &cfg.rules, history.newest);
         count_raised(&cfg.rules, held.get(subject), *kind, &summary);
-        let state = SubjectState {
+        let state = StateRef {
             kind: *kind,
-            history: history.clone(),
-            summary,
+            history,
+            summary: &summary,
         };
         let value = serde_json::to_vec(&state)
             .map_err(|e| Error::Config(format!("encoding a context history: {e}")))?;
@@ -239,8 +255,11 @@ fn count_raised(
     rules: &Rules,
     before: Option<&(SubjectKind, History, u64)>,
     kind: SubjectKind,
-    now: &crate::context::Summary,
+    now: &Summary,
 ) {
+    if now.flags.is_empty() {
+        return; // nothing holds now, so nothing was raised (and the old summary is not needed)
+    }
     let held_before: BTreeSet<String> = before
         .map(|(_, h, _)| {
             h.summarise(kind, rules, h.newest)
