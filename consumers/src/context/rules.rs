@@ -53,6 +53,14 @@ impl Rules {
         Self::parse(&text, &path.display().to_string())
     }
 
+    /// No rules (version "none"): summaries count contacts but raise no flags.
+    pub fn none() -> Self {
+        Rules {
+            rules: Vec::new(),
+            version: "none".into(),
+        }
+    }
+
     /// The rules shipped in `consumers/context-rules.toml`, for services given no `--rules`.
     pub fn shipped() -> Result<Self> {
         Self::parse(

@@ -28,12 +28,6 @@ type Lists = (Vec<String>, Vec<FieldTransform>, Vec<String>);
 
 /// Disclosure and notice ids are UUIDv5 of what they are about, so a replay after a crash gives
 /// the same ids and the audit trail never shows one disclosure under two names.
-/// Blocks summarised without rules carry counts but no flags.
-static NO_RULES: Rules = Rules {
-    rules: Vec::new(),
-    version: String::new(),
-};
-
 const DISCLOSURE_NAMESPACE: Uuid = Uuid::from_u128(0x6c1f_7f0e_5a2b_4d3c_9e8f_0a1b_2c3d_4e5f);
 
 /// What one agreement decides for one event.
@@ -183,8 +177,9 @@ pub struct Projector {
     disclosed_by: String,
     /// The context service's subject keys (from the same secret), to look histories up by.
     keys: SubjectKeys,
-    /// The flag rules blocks are summarised with; without them blocks carry no flags.
-    rules: Option<Arc<Rules>>,
+    /// The flag rules blocks are summarised with: none (version "none") until
+    /// [`Projector::with_context_rules`], so blocks then carry counts but no flags.
+    rules: Arc<Rules>,
     /// Per agreement and clause, the field lists of a copy that carries a context block (for
     /// agreements with a context clause).
     with_context: Vec<Vec<Option<Lists>>>,
@@ -251,7 +246,7 @@ impl Projector {
             root: cel::Context::default(),
             disclosed_by: disclosed_by.to_owned(),
             keys: SubjectKeys::new(secret),
-            rules: None,
+            rules: Arc::new(Rules::none()),
             with_context,
         }
     }
@@ -259,7 +254,7 @@ impl Projector {
     /// Summarises context blocks with `rules` (the context service's, so flags agree).
     #[must_use]
     pub fn with_context_rules(mut self, rules: Arc<Rules>) -> Self {
-        self.rules = Some(rules);
+        self.rules = rules;
         self
     }
 
@@ -459,19 +454,14 @@ impl Projector {
                     let block = match (&self.policy.agreements[i].context, event) {
                         (Some(c), Event::Incident(e)) => {
                             let subjects = gathered.get_or_insert_with(|| {
-                                context::gather(
-                                    &self.keys,
-                                    self.rules.as_deref().unwrap_or(&NO_RULES),
-                                    source,
-                                    e,
-                                )
+                                context::gather(&self.keys, &self.rules, source, e)
                             });
                             context::block(
                                 c,
                                 &self.pseudonymisers[i],
                                 subjects,
                                 e.envelope.occurred_at.0,
-                                self.rules.as_ref().map_or("none", |r| r.version.as_str()),
+                                &self.rules.version,
                             )
                         }
                         _ => None,

@@ -60,10 +60,7 @@ impl ProjectConfig {
             feed_partitions: 6,
             replication_factor: -1,
             context: ContextSettings {
-                rules: std::sync::Arc::new(crate::context::Rules {
-                    rules: Vec::new(),
-                    version: "none".into(),
-                }),
+                rules: std::sync::Arc::new(crate::context::Rules::none()),
                 group: "bluelight-context".into(),
                 max_subjects: 200_000,
             },
