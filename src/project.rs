@@ -79,8 +79,11 @@ pub struct ProjectCommand {
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
     batch_ms: u64,
 
-    /// The producer's queue bound in records; when full, consumption pauses until it drains.
-    #[arg(long, env = "BLUELIGHT_PROJECT_QUEUE_MAX", default_value = "20000", value_name = "N",
+    /// The producer's queue bound in records (and 64 MiB); when full, sending waits for the
+    /// broker's acknowledgements and nothing more is consumed meanwhile. The default holds a full
+    /// batch's output (10,000 events write about 64,000 records), so a batch does not wait on
+    /// the broker until its commit.
+    #[arg(long, env = "BLUELIGHT_PROJECT_QUEUE_MAX", default_value = "100000", value_name = "N",
           value_parser = clap::value_parser!(u32).range(100..=1_000_000))]
     queue_max: u32,
 

@@ -40,7 +40,8 @@ impl Latency {
     }
 }
 
-/// Sends `events` (cycled) at `rate` per second for `duration`, and measures until every
+/// Sends `events` at `rate` per second for `duration`, each once (their ids must be new to the
+/// projector: it suppresses an event id a feed already has), and measures until every
 /// disclosure arrived or 15 s after the last send.
 pub fn measure(
     base: &ClientConfig,
@@ -49,14 +50,18 @@ pub fn measure(
     rate: f64,
     duration: Duration,
 ) -> anyhow::Result<Latency> {
-    anyhow::ensure!(!events.is_empty(), "no events to send");
-    let consumer = feed_consumer(base, feeds)?;
     let total = (rate * duration.as_secs_f64()) as u64;
+    anyhow::ensure!(
+        events.len() as u64 >= total,
+        "{} events prepared for a latency run of {total}",
+        events.len()
+    );
+    let consumer = feed_consumer(base, feeds)?;
     let sent_at: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
     let epoch = Instant::now();
     let mut expected = 0u64;
     for i in 0..total {
-        expected += u64::from(events[(i % events.len() as u64) as usize].outputs / 3);
+        expected += u64::from(events[i as usize].outputs / 3);
     }
 
     let producer: ThreadedProducer<DefaultProducerContext> = base
@@ -77,7 +82,7 @@ pub fn measure(
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
                     std::thread::sleep(wait);
                 }
-                let e = &events[(i % events.len() as u64) as usize];
+                let e = &events[i as usize];
                 let tp = traceparent(i, e.outputs);
                 let mut record = BaseRecord::to(e.topic)
                     .key(e.key.as_bytes())

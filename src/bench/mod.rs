@@ -61,7 +61,7 @@ struct PassthroughArgs {
     batch_max: usize,
     #[arg(long, env = "BLUELIGHT_PROJECT_BATCH_MS", default_value = "100")]
     batch_ms: u64,
-    #[arg(long, env = "BLUELIGHT_PROJECT_QUEUE_MAX", default_value = "20000")]
+    #[arg(long, env = "BLUELIGHT_PROJECT_QUEUE_MAX", default_value = "100000")]
     queue_max: usize,
     #[command(flatten)]
     kafka: KafkaArgs,
@@ -203,15 +203,22 @@ async fn e2e_command(a: E2eArgs) -> anyhow::Result<ExitCode> {
     e2e::ends(&base)?;
     e2e::ensure_output_topic(&base).await?;
 
-    let (sample, workload_events, outputs, inmemory) = {
+    // Each latency run sends events of its own, never sent before (see `e2e::fresh`).
+    let latency_runs = runs.iter().filter(|r| *r != "passthrough").count() as u64;
+    let per_latency_run = (a.rate * a.latency_seconds as f64) as u64;
+    let (mut pools, workload_events, outputs, inmemory) = {
         let codec = codec.clone();
         let base = base.clone();
         let (events, seed) = (a.events, a.seed);
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let mut w = workload::Workload::new(seed, &codec, &projector)?;
             tracing::info!(events, "preloading the canonical topics");
-            let sample = e2e::preload(&base, &mut w, events, 50_000)?;
-            Ok((sample, w.events, w.outputs, w.inmemory_events_per_s()))
+            e2e::preload(&base, &mut w, events)?;
+            let totals = (w.events, w.outputs, w.inmemory_events_per_s());
+            let pools = (0..latency_runs)
+                .map(|_| e2e::fresh(&mut w, per_latency_run))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            Ok((pools, totals.0, totals.1, totals.2))
         })
         .await??
     };
@@ -311,10 +318,10 @@ async fn e2e_command(a: E2eArgs) -> anyhow::Result<ExitCode> {
         if name != "passthrough" {
             let base = base.clone();
             let feeds = feeds.clone();
-            let sample = sample.clone();
+            let pool = pools.pop().unwrap_or_default();
             let (rate, secs) = (a.rate, a.latency_seconds);
             let l = tokio::task::spawn_blocking(move || {
-                latency::measure(&base, &feeds, &sample, rate, Duration::from_secs(secs))
+                latency::measure(&base, &feeds, &pool, rate, Duration::from_secs(secs))
             })
             .await??;
             total_events += l.sent;

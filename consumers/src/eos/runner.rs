@@ -65,7 +65,8 @@ pub struct Input {
 pub struct Polled {
     pub batch: Vec<Input>,
     /// The batch holds the first records of partitions newly assigned here: state their last
-    /// owner wrote must be caught up before they are processed.
+    /// owners wrote must be caught up before they are processed (one catch-up covers every
+    /// partition assigned so far).
     pub moved_here: bool,
 }
 
@@ -100,6 +101,10 @@ const STALL_WINDOW: Duration = Duration::from_secs(30);
 /// How long past its own timeout a `send_offsets_to_transaction` call may take before it is
 /// given up as hung.
 const OFFSETS_GRACE: Duration = Duration::from_secs(5);
+
+/// How often a wait for the producer (room in its queue, the last acknowledgements before a
+/// commit) looks again: short against a commit's 10 to 100 ms, long enough to cost nothing.
+const ROOM_CHECK: Duration = Duration::from_micros(500);
 
 /// Records past the committed offset that count as waiting: more than the transaction markers
 /// that trail every transaction's records (they are never delivered).
@@ -298,12 +303,17 @@ impl Runner {
                 moved_here: false,
             });
         }
+        // One catch-up, made after every assignment so far, covers every partition still
+        // pending (their last owners committed before the assignment reached us), so the first
+        // hit clears them all: one read of the state topic per rebalance, not one per partition
+        // as each partition's first records arrive (which cost seconds per batch at start).
         let moved_here = ctx.pending.lock().is_ok_and(|mut pending| {
-            let hit = batch
-                .iter()
-                .any(|m| pending.contains(&(m.topic.clone(), m.partition)));
-            for m in &batch {
-                pending.remove(&(m.topic.clone(), m.partition));
+            let hit = !pending.is_empty()
+                && batch
+                    .iter()
+                    .any(|m| pending.contains(&(m.topic.clone(), m.partition)));
+            if hit {
+                pending.clear();
             }
             hit
         });
@@ -341,11 +351,18 @@ impl Runner {
                     );
                     break;
                 }
-                Some(Ok(m)) => {
-                    self.metrics.consumed.with_label_values(&[m.topic()]).inc();
-                    batch.push(input(&m));
-                }
+                Some(Ok(m)) => batch.push(input(&m)),
             }
+        }
+        // Counted per run of one topic (a fetch is one partition's records), not per record.
+        let mut rest = batch.as_slice();
+        while let Some(first) = rest.first() {
+            let n = rest.iter().take_while(|m| m.topic == first.topic).count();
+            self.metrics
+                .consumed
+                .with_label_values(&[&first.topic])
+                .inc_by(n as u64);
+            rest = &rest[n..];
         }
         Ok(batch)
     }
@@ -383,9 +400,11 @@ impl Runner {
                     if stop.load(Ordering::Relaxed) {
                         break Err(Error::Kafka("stopping with the producer queue full".into()));
                     }
-                    // Delivery reports free room; served for 1 ms at a time (a poll lasts its
-                    // whole timeout), so sending resumes as soon as there is room.
-                    self.producer.poll(Duration::from_millis(1));
+                    // The producer's own thread serves the delivery reports that free room;
+                    // this one sleeps, it does not poll: rust-rdkafka's `poll` lasts its whole
+                    // timeout and rounds what is left down to whole milliseconds, so a 1 ms
+                    // poll is 1 ms of spinning, taken from the broker on a small machine.
+                    std::thread::sleep(ROOM_CHECK);
                 }
                 Err((e, _)) => break Err(kafka(e)),
             }
@@ -471,17 +490,18 @@ impl Runner {
         Ok(())
     }
 
-    /// Waits until the broker has acknowledged every record sent, serving delivery reports 1 ms
-    /// at a time. rust-rdkafka's `flush` (which `commit_transaction` calls first) polls in
-    /// 100 ms steps however soon the last acknowledgement arrives, which made every commit
-    /// take at least 100 ms; after this, its flush finds nothing outstanding.
+    /// Waits until the broker has acknowledged every record sent, looking every
+    /// [`ROOM_CHECK`] while the producer's thread serves the delivery reports. rust-rdkafka's
+    /// `flush` (which `commit_transaction` calls first) polls in 100 ms steps however soon the
+    /// last acknowledgement arrives, which made every commit take at least 100 ms; after this,
+    /// its flush finds nothing outstanding. Sleeping, not polling: see [`Runner::send`].
     fn drain(&self, timeout: Duration) -> KafkaResult<()> {
         let deadline = Instant::now() + timeout;
         while self.producer.in_flight_count() > 0 {
             if Instant::now() >= deadline {
                 return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
             }
-            self.producer.poll(Duration::from_millis(1));
+            std::thread::sleep(ROOM_CHECK);
         }
         Ok(())
     }

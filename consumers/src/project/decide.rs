@@ -183,6 +183,11 @@ pub struct Projector {
     /// Per agreement and clause, the field lists of a copy that carries a context block (for
     /// agreements with a context clause).
     with_context: Vec<Vec<Option<Lists>>>,
+    /// Per agreement and clause, the slot of its condition: clauses with the same condition
+    /// text share one, so an event evaluates each distinct condition once however many
+    /// agreements repeat it (agreements with several recipients often do).
+    slots: Vec<Vec<Option<usize>>>,
+    slot_count: usize,
 }
 
 impl std::fmt::Debug for Projector {
@@ -202,6 +207,23 @@ impl Projector {
         let mut plans = Vec::new();
         let mut pseudonymisers = Vec::new();
         let mut with_context = Vec::new();
+        let mut texts: HashMap<&str, usize> = HashMap::new();
+        let slots: Vec<Vec<Option<usize>>> = policy
+            .agreements
+            .iter()
+            .map(|a| {
+                a.clauses
+                    .iter()
+                    .map(|c| {
+                        c.condition.as_ref().map(|(text, _)| {
+                            let next = texts.len();
+                            *texts.entry(text.as_str()).or_insert(next)
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        let slot_count = texts.len();
         for (i, a) in policy.agreements.iter().enumerate() {
             pseudonymisers.push(Pseudonymiser::new(secret, &a.id));
             let compiled: Vec<Plan> = a.clauses.iter().map(|c| Plan::new(c.entity, c)).collect();
@@ -248,6 +270,8 @@ impl Projector {
             keys: SubjectKeys::new(secret),
             rules: Arc::new(Rules::none()),
             with_context,
+            slots,
+            slot_count,
         }
     }
 
@@ -275,6 +299,27 @@ impl Projector {
         scope: &cel::Context<'_, '_>,
         today: jiff::civil::Date,
     ) -> std::result::Result<Verdict, String> {
+        let mut why = Vec::new();
+        let mut memo = vec![None; self.slot_count];
+        let verdict = self.decide_in(agreement, event, scope, today, &mut memo, Some(&mut why))?;
+        Ok(match verdict {
+            Verdict::NoClause(_) => Verdict::NoClause(why),
+            v => v,
+        })
+    }
+
+    /// [`Projector::decide`] for the hot path: conditions already evaluated for this event are
+    /// taken from `memo` (by slot), and reasons for clauses that do not apply are written only
+    /// when `why` is given (`explain` and the tests want them; projecting does not).
+    fn decide_in(
+        &self,
+        agreement: usize,
+        event: &Event,
+        scope: &cel::Context<'_, '_>,
+        today: jiff::civil::Date,
+        memo: &mut [Option<bool>],
+        mut why: Option<&mut Vec<(String, String)>>,
+    ) -> std::result::Result<Verdict, String> {
         let Some(a) = self.policy.agreements.get(agreement) else {
             return Ok(Verdict::NotInForce);
         };
@@ -289,25 +334,39 @@ impl Projector {
         if !a.recipient.feeds.contains(&entity) {
             return Ok(Verdict::NoFeed);
         }
-        let mut why = Vec::new();
+        let mut note = |clause: &str, reason: &dyn Fn() -> String| {
+            if let Some(why) = why.as_deref_mut() {
+                why.push((clause.to_owned(), reason()));
+            }
+        };
         for (i, c) in a.clauses.iter().enumerate() {
             if c.entity != entity {
-                why.push((c.id.clone(), format!("covers {} events", c.entity.name())));
+                note(&c.id, &|| format!("covers {} events", c.entity.name()));
                 continue;
             }
             if !c.event_types.contains(&env.event_type) {
-                why.push((c.id.clone(), format!("does not list {:?}", env.event_type)));
+                note(&c.id, &|| format!("does not list {:?}", env.event_type));
                 continue;
             }
             if let Some((text, program)) = &c.condition {
-                match program.execute(scope) {
-                    Ok(cel::Value::Bool(true)) => {}
-                    Ok(cel::Value::Bool(false)) => {
-                        why.push((c.id.clone(), format!("condition {text:?} is false")));
-                        continue;
+                let slot = self.slots[agreement][i];
+                let holds = match slot.and_then(|s| memo.get(s).copied().flatten()) {
+                    Some(known) => known,
+                    None => {
+                        let holds = match program.execute(scope) {
+                            Ok(cel::Value::Bool(b)) => b,
+                            Ok(other) => return Err(format!("condition {text:?} gave {other:?}")),
+                            Err(e) => return Err(format!("condition {text:?} failed: {e}")),
+                        };
+                        if let Some(m) = slot.and_then(|s| memo.get_mut(s)) {
+                            *m = Some(holds);
+                        }
+                        holds
                     }
-                    Ok(other) => return Err(format!("condition {text:?} gave {other:?}")),
-                    Err(e) => return Err(format!("condition {text:?} failed: {e}")),
+                };
+                if !holds {
+                    note(&c.id, &|| format!("condition {text:?} is false"));
+                    continue;
                 }
             }
             return Ok(if env.marking.classification > a.ceiling {
@@ -316,7 +375,7 @@ impl Projector {
                 Verdict::Shares { clause: i }
             });
         }
-        Ok(Verdict::NoClause(why))
+        Ok(Verdict::NoClause(Vec::new()))
     }
 
     /// The CEL scope of one event: the top-level fields the conditions read.
@@ -448,8 +507,9 @@ impl Projector {
         };
         // Gathered on the first agreement that asks, then shared by the rest.
         let mut gathered = None;
+        let mut memo = vec![None; self.slot_count];
         for &i in candidates {
-            match self.decide(i, event, scope, today) {
+            match self.decide_in(i, event, scope, today, &mut memo, None) {
                 Ok(Verdict::Shares { clause }) => {
                     let block = match (&self.policy.agreements[i].context, event) {
                         (Some(c), Event::Incident(e)) => {

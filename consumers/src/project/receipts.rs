@@ -213,10 +213,22 @@ impl Receipts {
     /// Records that `feed` received `event_id`. Only the first change in a transaction keeps a
     /// copy, for the rollback.
     pub fn record(&mut self, key: &str, receipt: Receipt) {
+        self.record_all(key, std::iter::once(receipt));
+    }
+
+    /// [`Receipts::record`] for every copy of one event: the subject is unpacked and packed
+    /// once, not once per recipient.
+    pub fn record_all(&mut self, key: &str, receipts: impl IntoIterator<Item = Receipt>) {
+        let mut receipts = receipts.into_iter().peekable();
+        if receipts.peek().is_none() {
+            return;
+        }
         self.keep_undo(key);
         let mut u = self.take(key);
-        if u.absorb(key, &receipt, &mut self.symbols).is_none() {
-            self.mark_partial(key);
+        for receipt in receipts {
+            if u.absorb(key, &receipt, &mut self.symbols).is_none() {
+                self.mark_partial(key);
+            }
         }
         let dropped = u.bound(MAX_EVENTS_PER_RECEIPT);
         if dropped > 0 {

@@ -639,3 +639,46 @@ fn the_fast_path_writes_what_the_reference_path_builds() {
     }
     assert!(checked >= 10, "only {checked} copies compared");
 }
+
+/// Agreements that repeat a condition (the benchmark's set: ten agreements, three distinct
+/// conditions) evaluate it once per event; each still decides what it decides alone.
+#[test]
+fn a_condition_repeated_across_agreements_decides_as_if_alone() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../benches/agreements");
+    let policy = load_dir(Path::new(dir), today()).expect("benchmark agreements load");
+    let n = policy.agreements.len();
+    let p = Projector::new(Arc::new(policy), b"test secret", "bluelight-project");
+    let mut shared_somewhere = 0;
+    for (latitude, serious, code) in [
+        (Some(51.6), Some(2), "RTC"),
+        (Some(51.4), None, "FIRE"),
+        (None, Some(0), "WELFARE"),
+        (Some(51.9), Some(0), "THEFT"),
+    ] {
+        let mut r = rtc();
+        if let Some(l) = r.location.as_mut() {
+            l.latitude = latitude;
+        }
+        if let Some(c) = r.casualties.as_mut() {
+            c.serious = serious;
+        }
+        if let Some(t) = r.incident_type.as_mut() {
+            t.code = code.into();
+        }
+        let event = Event::Incident(r);
+        let out = p.project(&event, today(), NOW).expect("project");
+        let scope = p.scope_of(&event);
+        let alone: BTreeSet<usize> = (0..n)
+            .filter(|&i| {
+                matches!(
+                    p.decide(i, &event, &scope, today()),
+                    Ok(Verdict::Shares { .. })
+                )
+            })
+            .collect();
+        let together: BTreeSet<usize> = out.feeds.iter().map(|f| f.agreement).collect();
+        assert_eq!(alone, together, "{code} at {latitude:?} with {serious:?} serious");
+        shared_somewhere += together.len();
+    }
+    assert!(shared_somewhere > 0, "no case shared anything: the test checks nothing");
+}
