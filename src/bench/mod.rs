@@ -61,7 +61,7 @@ struct PassthroughArgs {
     batch_max: usize,
     #[arg(long, env = "BLUELIGHT_PROJECT_BATCH_MS", default_value = "100")]
     batch_ms: u64,
-    #[arg(long, env = "BLUELIGHT_PROJECT_QUEUE_MAX", default_value = "100000")]
+    #[arg(long, env = "BLUELIGHT_PROJECT_QUEUE_MAX", default_value = "50000")]
     queue_max: usize,
     #[command(flatten)]
     kafka: KafkaArgs,

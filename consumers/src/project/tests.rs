@@ -677,8 +677,14 @@ fn a_condition_repeated_across_agreements_decides_as_if_alone() {
             })
             .collect();
         let together: BTreeSet<usize> = out.feeds.iter().map(|f| f.agreement).collect();
-        assert_eq!(alone, together, "{code} at {latitude:?} with {serious:?} serious");
+        assert_eq!(
+            alone, together,
+            "{code} at {latitude:?} with {serious:?} serious"
+        );
         shared_somewhere += together.len();
     }
-    assert!(shared_somewhere > 0, "no case shared anything: the test checks nothing");
+    assert!(
+        shared_somewhere > 0,
+        "no case shared anything: the test checks nothing"
+    );
 }
