@@ -139,8 +139,9 @@ pub fn run(
             continue;
         }
         if polled.moved_here {
-            // The first records of a partition that moved here: its last owner committed
-            // before these offsets became ours, so its receipts are readable now.
+            // The first records of partitions that moved here: their last owners committed
+            // before these offsets became ours, so their receipts are readable now (one
+            // catch-up covers every partition assigned so far).
             follower.catch_up(&mut receipts, &mut marks, &cfg);
         }
         let working = Instant::now();
