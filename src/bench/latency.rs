@@ -46,7 +46,7 @@ impl Latency {
 pub fn measure(
     base: &ClientConfig,
     feeds: &[String],
-    events: &[Prepared],
+    events: Vec<Prepared>,
     rate: f64,
     duration: Duration,
 ) -> anyhow::Result<Latency> {
@@ -74,7 +74,6 @@ pub fn measure(
         .create()?;
     let sender = {
         let sent_at = sent_at.clone();
-        let events = events.to_vec();
         std::thread::spawn(move || -> anyhow::Result<f64> {
             let start = Instant::now();
             for i in 0..total {

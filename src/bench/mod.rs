@@ -321,7 +321,7 @@ async fn e2e_command(a: E2eArgs) -> anyhow::Result<ExitCode> {
             let pool = pools.pop().unwrap_or_default();
             let (rate, secs) = (a.rate, a.latency_seconds);
             let l = tokio::task::spawn_blocking(move || {
-                latency::measure(&base, &feeds, &pool, rate, Duration::from_secs(secs))
+                latency::measure(&base, &feeds, pool, rate, Duration::from_secs(secs))
             })
             .await??;
             total_events += l.sent;

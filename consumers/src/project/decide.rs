@@ -301,11 +301,7 @@ impl Projector {
     ) -> std::result::Result<Verdict, String> {
         let mut why = Vec::new();
         let mut memo = vec![None; self.slot_count];
-        let verdict = self.decide_in(agreement, event, scope, today, &mut memo, Some(&mut why))?;
-        Ok(match verdict {
-            Verdict::NoClause(_) => Verdict::NoClause(why),
-            v => v,
-        })
+        self.decide_in(agreement, event, scope, today, &mut memo, Some(&mut why))
     }
 
     /// [`Projector::decide`] for the hot path: conditions already evaluated for this event are
@@ -375,7 +371,9 @@ impl Projector {
                 Verdict::Shares { clause: i }
             });
         }
-        Ok(Verdict::NoClause(Vec::new()))
+        Ok(Verdict::NoClause(
+            why.map(std::mem::take).unwrap_or_default(),
+        ))
     }
 
     /// The CEL scope of one event: the top-level fields the conditions read.
