@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bluelight_topics::testing::unique;
 use common::{
     Paused, metric_sum,
-    project::{assert_each_once, producer, publish, rtcs, setup, start_projector},
+    project::{assert_each_once, producer, publish, rtcs, setup, start_projector_env},
     rss_kib,
 };
 
@@ -31,7 +31,14 @@ async fn a_stalled_broker_keeps_the_projectors_memory_flat_and_loses_nothing() {
     for chunk in records.chunks(2_000) {
         publish(&s.codec, &p, chunk).await;
     }
-    let mut projector = start_projector(&s, &unique("project-")).await;
+    // The queue bound the growth limit below is worked out for (the default is 50,000).
+    let mut projector = start_projector_env(
+        &s,
+        &unique("project-"),
+        "0",
+        &[("BLUELIGHT_PROJECT_QUEUE_MAX", "20000")],
+    )
+    .await;
     let pid = projector.child.id();
     let deadline = Instant::now() + Duration::from_secs(60);
     while disclosed(&projector.url, "").await < 1.0 {
